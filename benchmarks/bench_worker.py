@@ -1,0 +1,88 @@
+"""Worker throughput: how fast the stock worker drains N native no-op jobs against N unijob jobs.
+
+    python -m benchmarks.bench_worker --backends rq,huey-sqlite --n 2000 --runs 3 --json out.json
+
+Each run enqueues N jobs (natively, then through unijob), starts the stock worker, and times
+until all N have run (each job does one Redis INCR), then stops the worker. Startup is the same
+for both, so the ratio of medians compares the per-job overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import unijob
+from benchmarks import jobs
+from benchmarks.common import ROOT, TARGETS, Target, bench_env, load_target, print_table, record, write_json
+
+PAIRS = [("unijob_worker", "native_worker")]
+DRAIN_TIMEOUT = 600
+
+
+def drain_time(target: Target, n: int, enqueue: Callable[[], None], *, unijob_jobs: bool) -> float:
+    target.flush()
+    jobs.counter().delete(jobs.COUNTER_KEY)
+    enqueue()
+    env = {**bench_env(), **target.worker_env(), "UNIJOB_IMPORTS": "benchmarks.jobs"}
+    start = time.perf_counter()
+    worker = subprocess.Popen(
+        target.worker_argv(unijob_jobs),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        while int(jobs.counter().get(jobs.COUNTER_KEY) or 0) < n:
+            if worker.poll() is not None:
+                raise RuntimeError(f"{target.name} worker exited with {worker.returncode}")
+            if time.perf_counter() - start > DRAIN_TIMEOUT:
+                raise RuntimeError(f"{target.name} worker did not drain {n} jobs in {DRAIN_TIMEOUT}s")
+            time.sleep(0.01)
+        return time.perf_counter() - start
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        target.flush()
+
+
+def bench_backend(target: Target, n: int, runs: int) -> list[dict[str, Any]]:
+    durations: dict[str, list[float]] = {"native_worker": [], "unijob_worker": []}
+    with unijob.override(**target.configuration()):
+        for _ in range(runs):
+            durations["native_worker"].append(drain_time(target, n, lambda: target.native_counted(n), unijob_jobs=False))
+            durations["unijob_worker"].append(
+                drain_time(target, n, lambda: unijob.perform_all_later(jobs.counted.new(i) for i in range(n)), unijob_jobs=True)
+            )
+    return [record(target.name, name, n, values) for name, values in durations.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default=",".join(TARGETS))
+    parser.add_argument("--n", type=int, default=2_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+    logging.getLogger("unijob").setLevel(logging.WARNING)
+    records: list[dict[str, Any]] = []
+    for name in args.backends.split(","):
+        records.extend(bench_backend(load_target(name.strip()), args.n, args.runs))
+    print_table(records, PAIRS)
+    write_json(args.json_path, records)
+
+
+if __name__ == "__main__":
+    main()

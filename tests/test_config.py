@@ -1,0 +1,138 @@
+"""Configuration sources, named backends, and the backend alias table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import unijob
+from unijob import config
+from unijob.adapters import ALIASES, _Alias
+from unijob.adapters.inline import InlineAdapter
+from unijob.adapters.test import TestAdapter
+
+
+@unijob.job(backend="reports")
+def build_report(report_id: int) -> int:
+    return report_id
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("UNIJOB_BACKEND", "UNIJOB_URL", "UNIJOB_IMPORTS", "UNIJOB_OPTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_default_is_the_embedded_backend(project: Path) -> None:
+    assert config.load_settings().backends["default"].backend == config.DEFAULT_BACKEND
+
+
+def test_pyproject_table(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        """
+[tool.unijob]
+backend = "test"
+url = "redis://localhost/1"
+imports = ["app.jobs"]
+log_arguments = false
+on_unsupported = "warn"
+
+[tool.unijob.options]
+visibility_timeout = 60
+
+[tool.unijob.backends.reports]
+backend = "inline"
+""",
+    )
+    (project / "sub").mkdir()
+    loaded = config.load_settings(project / "sub")  # found from a subfolder too
+    assert loaded.backends["default"] == config.BackendSettings("test", "redis://localhost/1", {"visibility_timeout": 60})
+    assert loaded.backends["reports"].backend == "inline"
+    assert (loaded.imports, loaded.log_arguments, loaded.on_unsupported) == (("app.jobs",), False, "warn")
+
+
+def test_environment_overrides_pyproject(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "pyproject.toml").write_text('[tool.unijob]\nbackend = "inline"\nimports = ["a"]\n')
+    monkeypatch.setenv("UNIJOB_BACKEND", "test")
+    monkeypatch.setenv("UNIJOB_URL", "redis://:secret@localhost/2")
+    monkeypatch.setenv("UNIJOB_IMPORTS", "app.jobs, app.more")
+    monkeypatch.setenv("UNIJOB_OPTIONS", '{"path": "x.db"}')
+    loaded = config.load_settings()
+    assert loaded.backends["default"] == config.BackendSettings("test", "redis://:secret@localhost/2", {"path": "x.db"})
+    assert loaded.imports == ("app.jobs", "app.more")
+    monkeypatch.setenv("UNIJOB_OPTIONS", "{not json")
+    with pytest.raises(unijob.ConfigurationError, match="UNIJOB_OPTIONS must be a JSON object"):
+        config.load_settings()
+
+
+def test_configure_in_code_wins_and_named_backends_route_jobs(project: Path) -> None:
+    unijob.configure("test", backends={"reports": {"backend": "inline"}})
+    default, reports = unijob.get_adapter(), unijob.get_adapter("reports")
+    assert isinstance(default, TestAdapter) and isinstance(reports, InlineAdapter)
+    assert unijob.get_adapter() is default  # built once
+
+    assert build_report.perform_now(1) == 1
+    build_report.perform_later(2)  # backend="reports": runs inline, never reaches the test adapter
+    build_report.set(backend="default").perform_later(3)
+    assert [job.args for job in default.enqueued_jobs] == [(3,)]
+
+
+def test_an_unconfigured_backend_name_is_a_clear_error(project: Path) -> None:
+    unijob.configure("test")
+    with pytest.raises(unijob.ConfigurationError, match="no backend named 'reports' is configured"):
+        build_report.perform_later(1)
+
+
+def test_a_backend_typo_suggests_the_right_name(project: Path) -> None:
+    with pytest.raises(unijob.ConfigurationError, match="unknown unijob backend 'dramatic'; did you mean 'dramatiq'?"):
+        unijob.configure("dramatic")
+
+
+def test_a_missing_library_says_which_pip_install_fixes_it(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "needs_missing_lib.py").write_text("import a_queue_library_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.setitem(ALIASES, "fancy", _Alias("needs_missing_lib", "FancyAdapter", "fancy"))
+    unijob.configure("fancy")
+    with pytest.raises(unijob.BackendNotInstalledError, match=r'pip install "unijob\[fancy\]"'):
+        unijob.get_adapter()
+    sys.modules.pop("needs_missing_lib", None)
+
+
+def test_custom_adapter_by_import_path(project: Path) -> None:
+    unijob.configure("unijob.adapters.test:TestAdapter")
+    assert isinstance(unijob.get_adapter(), TestAdapter)
+
+
+def test_unsupported_options_raise_or_warn_as_configured(project: Path) -> None:
+    class NoPriority(InlineAdapter):
+        capabilities = unijob.adapters.base.Capabilities(delay=False, priority=False)
+
+    @unijob.job
+    def noop() -> None: ...
+
+    with config.override(adapter=NoPriority(alias="default")):
+        with pytest.raises(unijob.UnsupportedOptionError, match="the inline backend \\('default'\\) cannot honour priority=5"):
+            noop.set(priority=5).perform_later()
+        with pytest.raises(unijob.UnsupportedOptionError, match="cannot honour a delay"):
+            noop.set(wait=5).perform_later()
+    with config.override(adapter=NoPriority(alias="default"), on_unsupported="warn"):
+        with pytest.warns(RuntimeWarning, match="cannot honour priority=5"):
+            job = noop.set(priority=5).perform_later()
+        assert job.successfully_enqueued and job.priority is None
+
+
+def test_override_restores_the_previous_configuration(project: Path) -> None:
+    unijob.configure("inline")
+    with unijob.override(backend="test"):
+        assert isinstance(unijob.get_adapter(), TestAdapter)
+    assert isinstance(unijob.get_adapter(), InlineAdapter)
+
+
+def test_urls_are_shown_without_passwords() -> None:
+    adapter = TestAdapter(url="redis://user:hunter2@localhost:6379/0")
+    assert adapter.safe_url == "redis://user:***@localhost:6379/0"
+    assert "hunter2" not in repr(adapter)

@@ -1,0 +1,64 @@
+"""unijob: one Job API, run by Celery, RQ, Dramatiq or Huey's own workers."""
+
+from __future__ import annotations
+
+from unijob import events, log, serializers
+from unijob.batches import Batch, batch, current_batch
+from unijob.bulk import bulk, perform_all_later
+from unijob.config import configure, get_adapter, override, settings
+from unijob.envelope import Envelope
+from unijob.errors import (
+    BackendNotInstalledError,
+    BatchFinishedError,
+    ConfigurationError,
+    DeserializationError,
+    EnqueueError,
+    EnvelopeError,
+    Error,
+    SerializationError,
+    UnknownJobError,
+    UnsupportedOptionError,
+)
+from unijob.events import Event
+from unijob.execution import current_job, execute
+from unijob.job import Job, JobFunction, JobRef, job
+from unijob.retry import RetryPolicy, polynomial, retry_on
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendNotInstalledError",
+    "Batch",
+    "BatchFinishedError",
+    "ConfigurationError",
+    "DeserializationError",
+    "EnqueueError",
+    "Envelope",
+    "EnvelopeError",
+    "Error",
+    "Event",
+    "Job",
+    "JobFunction",
+    "JobRef",
+    "RetryPolicy",
+    "SerializationError",
+    "UnknownJobError",
+    "UnsupportedOptionError",
+    "batch",
+    "bulk",
+    "configure",
+    "current_batch",
+    "current_job",
+    "events",
+    "execute",
+    "get_adapter",
+    "job",
+    "override",
+    "perform_all_later",
+    "polynomial",
+    "retry_on",
+    "serializers",
+    "settings",
+]
+
+log.install()

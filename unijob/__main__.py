@@ -1,0 +1,3 @@
+from unijob.cli import main
+
+main()

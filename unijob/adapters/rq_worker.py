@@ -1,0 +1,98 @@
+"""The classes that make RQ's stock worker run unijob jobs, and nothing else::
+
+    rq worker --with-scheduler --url redis://localhost:6379/0 \\
+        --worker-class unijob.adapters.rq_worker.Worker \\
+        --job-class unijob.adapters.rq_worker.Job --serializer json  default mail
+
+:class:`Job` never imports ``func_name``: it is a registered unijob job name, run through
+:func:`unijob.execution.execute`, which refuses (and logs) anything not registered. RQ callbacks and
+webhooks named in a job hash are ignored too, since unijob never sets them. The worker classes
+import the configured job modules at start and refuse to run without the JSON serializer and
+:class:`Job`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rq.job
+import rq.worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.logutils import setup_loghandlers
+from rq.serializers import JSONSerializer
+
+from unijob import serializers
+from unijob.adapters.rq import META_KEY
+from unijob.envelope import FORMAT_VERSION, Envelope
+from unijob.errors import ConfigurationError, SerializationError
+from unijob.execution import execute
+from unijob.worker import load_jobs
+
+
+class Job(rq.job.Job):
+    """An RQ job whose function is looked up in unijob's registry, never imported."""
+
+    @property
+    def func(self) -> Any:
+        return self._perform
+
+    def _perform(self, *args: Any, **kwargs: Any) -> Any:
+        load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
+        meta = self.meta.get(META_KEY) if isinstance(self.meta, dict) else None
+        if not isinstance(meta, dict):  # a job sent by plain RQ code: a fresh execution
+            meta = {"v": FORMAT_VERSION, "id": self.id, "queue": self.origin}
+        # func_name is what RQ and its dashboard show, so it is what runs (or is refused).
+        envelope = Envelope.from_parts({**meta, "job": self.func_name}, list(args), kwargs)
+        return _storable(execute(envelope))
+
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def send_webhooks(self, status: str | rq.job.JobStatus, *, exc_string: str | None = None) -> None:
+        return None
+
+
+def _storable(value: Any) -> Any:
+    """RQ stores the return value with the JSON serializer; a value JSON cannot hold must not
+    turn a job that ran into a failed one."""
+    try:
+        return serializers.dump(value)
+    except SerializationError:
+        return repr(value)
+
+
+class _UnijobWorker(rq.worker.BaseWorker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not issubclass(self.job_class, Job):
+            raise ConfigurationError(f"unijob's RQ worker needs --job-class {Job.__module__}.Job")
+        if self.serializer is not JSONSerializer:
+            raise ConfigurationError("unijob's RQ worker needs --serializer json (RQ's default, pickle, is unsafe)")
+        load_jobs()  # once, in the main process; fails at start when a job module does not import
+
+    def bootstrap(
+        self,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        super().bootstrap(logging_level, date_format, log_format)
+        # unijob's log lines beside RQ's, at RQ's level (``rq worker`` sets it from --verbose/--quiet)
+        setup_loghandlers(logging_level or self.log.getEffectiveLevel(), date_format, log_format, name="unijob")
+
+
+class Worker(_UnijobWorker, rq.worker.Worker):
+    """RQ's default worker: forks a work horse per job (isolation, job timeouts, about 40 jobs/s)."""
+
+
+class SimpleWorker(_UnijobWorker, rq.worker.SimpleWorker):
+    """Runs jobs in the worker process itself: about three times faster, no isolation."""

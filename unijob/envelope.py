@@ -1,0 +1,136 @@
+"""The envelope: one job invocation as a versioned JSON structure.
+
+Format version 1, as a JSON object::
+
+    {
+      "v": 1,                          # format version
+      "job": "app.jobs.send_welcome",  # registered job name
+      "id": "0b9c...",                 # unijob job id (UUID)
+      "args": [42], "kwargs": {},      # serialized arguments (see unijob.serializers)
+      "queue": "mail",
+      "priority": 10,                  # -100..100, larger runs sooner; null when unset
+      "enqueued_at": "2026-11-23T18:00:00.000000+00:00",
+      "scheduled_at": null,            # ISO-8601 UTC, or null to run as soon as possible
+      "executions": 0,                 # how many times it has been performed before
+      "exception_executions": {},      # retries used, per retry policy
+      "batch_id": null
+    }
+
+Adapters put ``args``/``kwargs`` into the native call's own arguments and the rest
+(:meth:`Envelope.meta`) into native headers, meta or options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from unijob.errors import EnvelopeError
+
+FORMAT_VERSION: Final = 1
+_REQUIRED: Final = ("v", "job", "id", "args", "kwargs", "queue")
+
+
+@dataclasses.dataclass(slots=True)  # a value, never changed once built; not frozen, for speed on every job
+class Envelope:
+    job: str
+    job_id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int | None = None
+    enqueued_at: dt.datetime | None = None
+    scheduled_at: dt.datetime | None = None
+    executions: int = 0
+    exception_executions: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    batch_id: str | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """Everything but the arguments, as JSON-compatible values (for native headers)."""
+        return {
+            "v": FORMAT_VERSION,
+            "job": self.job,
+            "id": self.job_id,
+            "queue": self.queue,
+            "priority": self.priority,
+            "enqueued_at": _iso(self.enqueued_at),
+            "scheduled_at": _iso(self.scheduled_at),
+            "executions": self.executions,
+            "exception_executions": dict(self.exception_executions),
+            "batch_id": self.batch_id,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.meta()
+        data["args"] = self.args
+        data["kwargs"] = self.kwargs
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        if not isinstance(data, Mapping):
+            raise EnvelopeError(f"a unijob envelope is a JSON object, got {type(data).__name__}")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise EnvelopeError(f"malformed unijob envelope: missing {', '.join(missing)}")
+        if data["v"] != FORMAT_VERSION:
+            raise EnvelopeError(
+                f"unijob envelope format version {data['v']!r} is not supported "
+                f"(this unijob reads version {FORMAT_VERSION}); upgrade unijob on the worker"
+            )
+        try:
+            envelope = cls(
+                job=_typed(data, "job", str),
+                job_id=_typed(data, "id", str),
+                args=_typed(data, "args", list),
+                kwargs=_typed(data, "kwargs", dict),
+                queue=_typed(data, "queue", str),
+                priority=data.get("priority"),
+                enqueued_at=_parse_time(data.get("enqueued_at")),
+                scheduled_at=_parse_time(data.get("scheduled_at")),
+                executions=int(data.get("executions") or 0),
+                exception_executions=dict(data.get("exception_executions") or {}),
+                batch_id=data.get("batch_id"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise EnvelopeError(f"malformed unijob envelope: {exc}") from exc
+        if envelope.priority is not None and type(envelope.priority) is not int:
+            raise EnvelopeError("malformed unijob envelope: priority must be an integer or null")
+        return envelope
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Envelope:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise EnvelopeError(f"a unijob envelope must be JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_parts(cls, meta: Mapping[str, Any], args: list[Any], kwargs: dict[str, Any]) -> Envelope:
+        """Rebuild an envelope from native headers plus the native call's arguments."""
+        return cls.from_dict({**meta, "args": list(args), "kwargs": dict(kwargs)})
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    value = data[key]
+    if not isinstance(value, kind):
+        raise TypeError(f"{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,43 @@
+"""Every exception unijob raises. All subclass :class:`Error`."""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class of every unijob error."""
+
+
+class ConfigurationError(Error):
+    """The configuration names something that does not exist or cannot work."""
+
+
+class BackendNotInstalledError(ConfigurationError, ImportError):
+    """A backend's queue library is not installed; the message says which ``pip install`` fixes it."""
+
+
+class SerializationError(Error, TypeError):
+    """A job argument cannot be serialized. Raised at enqueue time, before anything reaches a backend."""
+
+
+class DeserializationError(Error):
+    """A payload's arguments cannot be turned back into Python values."""
+
+
+class EnvelopeError(Error):
+    """A payload is not a valid unijob envelope (malformed, or of an unknown format version)."""
+
+
+class UnknownJobError(Error):
+    """A payload names a job that is not registered in this process. It is refused, never imported."""
+
+
+class EnqueueError(Error):
+    """The backend did not accept a job. Nothing is reported enqueued that was not."""
+
+
+class UnsupportedOptionError(Error):
+    """A backend cannot honour an option (priority, delay, ...) that the job asked for."""
+
+
+class BatchFinishedError(Error):
+    """Jobs cannot be added to a batch that has already finished."""
