@@ -146,7 +146,8 @@ def test_jobs_run_in_priority_order_and_a_burst_worker_drains_and_exits(configur
     for priority in (-100, None, 100, 50):
         jobs.echo.set(queue=queue, priority=priority).perform_later(token, priority)
     delayed = jobs.echo.set(queue=queue, wait=6).perform_later(token, "delayed")  # due within the burst horizon
-    assert adapter().pending_jobs([queue], 5) == 5
+    # RabbitMQ routes a publish after the call returns: wait (bounded) until all five are counted
+    wait_until(lambda: adapter().pending_jobs([queue], 5) == 5, timeout=10, message="five pending jobs")
 
     started = time.time()
     done = subprocess.run(

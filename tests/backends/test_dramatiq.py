@@ -123,7 +123,7 @@ def test_a_job_is_an_ordinary_dramatiq_message_on_rabbitmq(on_rabbitmq: Dramatiq
 
 
 def test_a_delay_uses_dramatiqs_delay_queue_with_an_eta(on_redis: DramatiqAdapter, token: str, queue: str) -> None:
-    before = time.time() * 1000
+    before = int(time.time() * 1000)  # Dramatiq's eta is whole milliseconds
     job = jobs.echo.set(queue=queue, wait=60).perform_later(token)
 
     assert redis_messages(queue) == []
