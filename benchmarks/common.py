@@ -88,13 +88,15 @@ def print_table(records: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> 
     for entry in records:
         by_backend.setdefault(entry["backend"], {})[entry["method"]] = entry
     methods = sorted({entry["method"] for entry in records}, key=[m for pair in pairs for m in pair].index)
-    header = f"{'backend':<18}" + "".join(f"{m:>14}" for m in methods) + "".join(f"{a + '/' + b:>26}" for a, b in pairs)
+    width = max(len(m) for m in methods) + 2
+    header = f"{'backend':<18}" + "".join(f"{m:>{width}}" for m in methods) + "".join(f"{a + '/' + b:>30}" for a, b in pairs)
     print(header)
     for backend, entries in by_backend.items():
-        row = f"{backend:<18}" + "".join(f"{entries[m]['jobs_per_s']:>14,.0f}" if m in entries else f"{'-':>14}" for m in methods)
+        cells = (f"{entries[m]['jobs_per_s']:,.0f}" if m in entries else "-" for m in methods)
+        row = f"{backend:<18}" + "".join(f"{cell:>{width}}" for cell in cells)
         for a, b in pairs:
             ratio = entries[a]["jobs_per_s"] / entries[b]["jobs_per_s"] if a in entries and b in entries else None
-            row += f"{ratio:>25.2f}x" if ratio is not None else f"{'-':>26}"
+            row += f"{ratio:>29.2f}x" if ratio is not None else f"{'-':>30}"
         print(row)
 
 
