@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import harnesses
-from tests.harness import Harness
+from tests.harness import Harness, PrivateRedis, require_service
 from unijob import config
 
 CONTRACT_BACKENDS = list(harnesses.MODULES)
@@ -72,3 +72,14 @@ def _fresh_configuration() -> Iterator[None]:
     """No test leaks configuration into the next one."""
     with config.override():
         yield
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, which it may kill; gone after the test."""
+    require_service("redis")  # the machine's Redis stands for redis-server being installed
+    server = PrivateRedis()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests import jobs
 from unijob import config
@@ -172,6 +174,38 @@ class Harness:
             self.tick()
             time.sleep(0.05)
         return jobs.records(token)
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (for a private server, or an unreachable broker)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, which the test may kill (fault tests)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.server = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            cwd=tempfile.gettempdir(),
+        )
+        self.client = redis.Redis(port=self.port)
+        wait_until(self._pings, timeout=10, message="the private redis-server")
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        self.server.kill()
+        self.server.wait()
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import json
 import random
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,16 @@ from kombu.message import Message
 import unijob
 from tests import harnesses, jobs
 from tests.conftest import HarnessPool
-from tests.harness import ROOT, Harness, ensure_rabbitmq_vhost, python_bin, require_service, wait_until
+from tests.harness import (
+    ROOT,
+    Harness,
+    PrivateRedis,
+    ensure_rabbitmq_vhost,
+    free_port,
+    python_bin,
+    require_service,
+    wait_until,
+)
 from tests.harnesses.celery_rabbitmq import VHOST
 from tests.harnesses.celery_redis import URL as REDIS_URL
 from tests.harnesses.celery_redis import CeleryRedisHarness
@@ -82,13 +90,6 @@ def take(celery: CeleryAdapter, queue: str) -> Message:
         message: Message = wait_until(lambda: bound.get(no_ack=True), timeout=10, message=f"a message in {queue}")
         bound.delete()
     return message
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- on the wire -----------------------------------------------------------------------------
@@ -260,33 +261,10 @@ def test_an_unreachable_broker_fails_fast_naming_the_url(scheme: str, token: str
         assert all(isinstance(job.enqueue_error, unijob.EnqueueError) and not job.successfully_enqueued for job in batch)
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    require_service("redis")
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-
-    def up() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    wait_until(up, timeout=10, message="the private redis-server")
-    yield server, url
-    server.kill()
-    server.wait()
-
-
 def test_bulk_goes_in_one_round_trip_per_chunk_and_reports_each_job_when_redis_dies_midway(
-    private_redis: tuple[subprocess.Popen[bytes], str], token: str, monkeypatch: pytest.MonkeyPatch
+    private_redis: PrivateRedis, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, url = private_redis
+    url = private_redis.url
     pipelines: list[list[tuple[str, int]]] = []  # (command, values) of each pipeline sent (a spy: the real call goes through)
     execute = redis.client.Pipeline.execute
 
@@ -301,10 +279,9 @@ def test_bulk_goes_in_one_round_trip_per_chunk_and_reports_each_job_when_redis_d
     def jobs_that_kill_the_broker() -> Iterator[unijob.Job]:
         for n in range(20):
             if n == 10:  # two chunks have been sent
-                client = redis.Redis.from_url(url)
+                client = private_redis.client
                 queued.append(sum(int(client.llen(key)) for key in client.scan_iter(match="default*")))
-                server.kill()
-                server.wait()
+                private_redis.kill()
             job = jobs.ping.set(priority=100 if n % 5 == 4 else None).new(f"{token}-{n}")
             built.append(job)
             yield job

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from dramatiq.middleware import Middleware
 
 import unijob
 from tests import jobs
-from tests.harness import ROOT, Harness, events_of, require_service, wait_until
+from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, wait_until
 from tests.harnesses import dramatiq_rabbitmq, dramatiq_redis
 from unijob import config, registry, serializers
 from unijob.adapters.dramatiq import DramatiqAdapter, command_line_queues, encode_fields
@@ -245,18 +244,10 @@ def test_worker_actors_have_native_retries_off() -> None:
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize("scheme", ["redis", "amqp"])
 def test_an_unreachable_broker_raises_enqueue_error_without_the_password(scheme: str, token: str) -> None:
     url = (
-        f"{scheme}://guest:s3cret@127.0.0.1:{closed_port()}/x"
-        if scheme == "amqp"
-        else f"redis://:s3cret@127.0.0.1:{closed_port()}/3"
+        f"{scheme}://guest:s3cret@127.0.0.1:{free_port()}/x" if scheme == "amqp" else f"redis://:s3cret@127.0.0.1:{free_port()}/3"
     )
     with config.override(backend="dramatiq", url=url):
         started = time.monotonic()
@@ -478,44 +469,16 @@ def test_the_fast_encoding_is_dramatiqs_encoding(on_redis: DramatiqAdapter, toke
         set_encoder(previous)
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A redis-server of our own, that a test may kill."""
-    require_service("redis")
-    port = closed_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: _pings(url), timeout=10, message="the private redis-server")
-    try:
-        yield server, url
-    finally:
-        server.kill()
-        server.wait()
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url).ping())
-    except redis.ConnectionError:
-        return False
-
-
-def test_bulk_reports_which_jobs_were_enqueued_when_redis_dies_midway(
-    private_redis: tuple[subprocess.Popen[bytes], str], token: str
-) -> None:
-    server, url = private_redis
+def test_bulk_reports_which_jobs_were_enqueued_when_redis_dies_midway(private_redis: PrivateRedis, token: str) -> None:
+    url = private_redis.url
     made: list[unijob.Job] = []
     seen_before_death: list[int] = []
 
     def generate() -> Iterator[unijob.Job]:
         for n in range(15):
             if n == 5:  # the first chunk was sent: check it is there, then kill the broker
-                seen_before_death.append(redis.Redis.from_url(url).llen("dramatiq:mail"))
-                server.kill()
-                server.wait()
+                seen_before_death.append(private_redis.client.llen("dramatiq:mail"))
+                private_redis.kill()
             job = jobs.echo.new(token, n)
             made.append(job)
             yield job

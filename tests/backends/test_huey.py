@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import pickle
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import redis
 import unijob
 from tests import jobs
 from tests.contract import test_batches, test_contract
-from tests.harness import ROOT, Harness, events_of, python_bin, require_service, wait_until
+from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, python_bin, require_service
 from tests.harnesses.huey_sqlite import CONSUMER_ARGS, HueySqliteHarness
 from unijob import config, registry, serializers
 from unijob.adapters.huey import HueyAdapter
@@ -48,13 +47,6 @@ def rows(path: str, table: str = "task") -> list[tuple[Any, ...]]:
     column = "priority" if table == "task" else "timestamp"
     with sqlite3.connect(path) as conn:
         return conn.execute(f"select queue, data, {column} from {table} order by id").fetchall()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- configuration ---------------------------------------------------------------------------------
@@ -282,42 +274,23 @@ def test_bulk_is_one_transaction_and_a_failed_one_reports_its_whole_chunk(sqlite
     assert [json.loads(data)["id"] for _, data, _ in rows(sqlite_file)] == [job.job_id for job in batch[:10]]
 
 
-def test_bulk_on_redis_reports_each_job_when_the_server_dies_midway(token: str) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(port=port)
-        wait_until(lambda: _pings(client), timeout=10, message="private redis-server")
-        batch = [jobs.echo.new(token, i) for i in range(30)]
+def test_bulk_on_redis_reports_each_job_when_the_server_dies_midway(private_redis: PrivateRedis, token: str) -> None:
+    batch = [jobs.echo.new(token, i) for i in range(30)]
 
-        def kill_after_first_chunk() -> Iterator[unijob.Job]:
-            for i, job in enumerate(batch):
-                if i == 10:
-                    assert client.zcard("huey.redis.unijob") == 10  # the first chunk is in Redis
-                    server.kill()
-                    server.wait()
-                yield job
+    def kill_after_first_chunk() -> Iterator[unijob.Job]:
+        for i, job in enumerate(batch):
+            if i == 10:
+                assert private_redis.client.zcard("huey.redis.unijob") == 10  # the first chunk is in Redis
+                private_redis.kill()
+            yield job
 
-        with config.override(backend="huey", url=f"redis://127.0.0.1:{port}/0", timeout=1):
-            started = time.monotonic()
-            assert unijob.perform_all_later(kill_after_first_chunk(), chunk_size=10) == 10
-            assert time.monotonic() - started < 10
-    finally:
-        server.kill()
-        server.wait()
+    with config.override(backend="huey", url=private_redis.url, timeout=1):
+        started = time.monotonic()
+        assert unijob.perform_all_later(kill_after_first_chunk(), chunk_size=10) == 10
+        assert time.monotonic() - started < 10
     assert all(job.successfully_enqueued for job in batch[:10])
     assert all(not job.successfully_enqueued and isinstance(job.enqueue_error, EnqueueError) for job in batch[10:])
-    assert f"127.0.0.1:{port}" in str(batch[-1].enqueue_error)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+    assert f"127.0.0.1:{private_redis.port}" in str(batch[-1].enqueue_error)
 
 
 # --- with the stock consumer -----------------------------------------------------------------------

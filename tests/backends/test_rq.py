@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import math
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -24,7 +23,7 @@ from rq.serializers import JSONSerializer
 
 import unijob
 from tests import jobs
-from tests.harness import ROOT, Harness, events_of, python_bin, require_service, wait_until
+from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, python_bin, require_service, wait_until
 from tests.harnesses.rq import HARNESS
 from unijob import config
 from unijob.adapters.rq import RQAdapter
@@ -76,13 +75,6 @@ def rq_worker(harness_pool: Any) -> Harness:
     """The contract suite's stock worker (started once per session) on db 2, queues default and mail."""
     harness: Harness = harness_pool.get("rq")
     return harness
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- the wire ----------------------------------------------------------------------------------
@@ -270,32 +262,20 @@ def test_the_stock_worker_runs_every_bulk_job_once_with_its_arguments_queue_and_
             assert job.scheduled_at is not None and run["at"] >= job.scheduled_at.timestamp()  # never early
 
 
-def test_a_broker_dying_mid_bulk_fails_exactly_the_jobs_not_sent(tmp_path: Path, token: str) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        private = redis.Redis(port=port)
-        wait_until(lambda: _pings(private), timeout=10, message="private redis-server")
-        made: list[unijob.Job] = []
+def test_a_broker_dying_mid_bulk_fails_exactly_the_jobs_not_sent(private_redis: PrivateRedis, token: str) -> None:
+    port = private_redis.port
+    made: list[unijob.Job] = []
 
-        def jobs_killing_the_server() -> Iterator[unijob.Job]:
-            for i in range(10):
-                if i == 5:  # the first chunk was sent; nothing of the second yet
-                    assert private.llen("rq:queue:mail") == 5
-                    server.kill()
-                    server.wait()
-                made.append(jobs.echo.new(token, i))
-                yield made[-1]
+    def jobs_killing_the_server() -> Iterator[unijob.Job]:
+        for i in range(10):
+            if i == 5:  # the first chunk was sent; nothing of the second yet
+                assert private_redis.client.llen("rq:queue:mail") == 5
+                private_redis.kill()
+            made.append(jobs.echo.new(token, i))
+            yield made[-1]
 
-        with config.override(backend="rq", url=f"redis://:pw@127.0.0.1:{port}/0", imports=["tests.jobs"]):
-            assert unijob.perform_all_later(jobs_killing_the_server(), chunk_size=5) == 5
-    finally:
-        server.kill()
-        server.wait()
+    with config.override(backend="rq", url=f"redis://:pw@127.0.0.1:{port}/0", imports=["tests.jobs"]):
+        assert unijob.perform_all_later(jobs_killing_the_server(), chunk_size=5) == 5
 
     assert [job.successfully_enqueued for job in made] == [True] * 5 + [False] * 5
     assert all(job.provider_job_id == job.job_id for job in made[:5])
@@ -303,13 +283,6 @@ def test_a_broker_dying_mid_bulk_fails_exactly_the_jobs_not_sent(tmp_path: Path,
         assert isinstance(job.enqueue_error, unijob.EnqueueError)
         message = str(job.enqueue_error)
         assert f"RQ at redis://:***@127.0.0.1:{port}/0" in message and ":pw@" not in message
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 def test_an_unreachable_broker_fails_fast_naming_backend_and_url(token: str) -> None:
