@@ -19,7 +19,17 @@ BURST_POLL_SECONDS = 0.5
 BURST_HORIZON_SECONDS = 5.0  # --burst waits for delayed jobs due this soon
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Shows a unijob error (a backend typo, a missing extra, a broker that refused) as one line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except unijob.Error as error:
+            raise click.ClickException(str(error)) from error
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(unijob.__version__, prog_name="unijob")
 def main() -> None:
     """unijob: one Job API, run by Celery, RQ, Dramatiq or Huey's own workers."""
