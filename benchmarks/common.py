@@ -89,15 +89,19 @@ def print_table(records: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> 
         by_backend.setdefault(entry["backend"], {})[entry["method"]] = entry
     methods = sorted({entry["method"] for entry in records}, key=[m for pair in pairs for m in pair].index)
     width = max(len(m) for m in methods) + 2
-    header = f"{'backend':<18}" + "".join(f"{m:>{width}}" for m in methods) + "".join(f"{a + '/' + b:>30}" for a, b in pairs)
-    print(header)
+    ratio_width = max(len(a) + len(b) for a, b in pairs) + 4
+
+    def line(first: str, cells: list[str], ratios: list[str]) -> str:
+        return f"{first:<18}" + "".join(f"{c:>{width}}" for c in cells) + "".join(f"{r:>{ratio_width}}" for r in ratios)
+
+    print(line("backend", methods, [f"{a}/{b}" for a, b in pairs]))
     for backend, entries in by_backend.items():
-        cells = (f"{entries[m]['jobs_per_s']:,.0f}" if m in entries else "-" for m in methods)
-        row = f"{backend:<18}" + "".join(f"{cell:>{width}}" for cell in cells)
-        for a, b in pairs:
-            ratio = entries[a]["jobs_per_s"] / entries[b]["jobs_per_s"] if a in entries and b in entries else None
-            row += f"{ratio:>29.2f}x" if ratio is not None else f"{'-':>30}"
-        print(row)
+        cells = [f"{entries[m]['jobs_per_s']:,.0f}" if m in entries else "-" for m in methods]
+        ratios = [
+            f"{entries[a]['jobs_per_s'] / entries[b]['jobs_per_s']:.2f}x" if a in entries and b in entries else "-"
+            for a, b in pairs
+        ]
+        print(line(backend, cells, ratios))
 
 
 def write_json(path: str | None, records: list[dict[str, Any]]) -> None:

@@ -195,7 +195,11 @@ class PrivateRedis:
             cwd=tempfile.gettempdir(),
         )
         self.client = redis.Redis(port=self.port)
-        wait_until(self._pings, timeout=10, message="the private redis-server")
+        try:
+            wait_until(self._pings, timeout=10, message="the private redis-server")
+        except BaseException:
+            self.kill()  # a server that never answered must not outlive the test
+            raise
 
     def _pings(self) -> bool:
         try:

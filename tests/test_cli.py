@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import unijob
+from tests.harness import python_bin
 from unijob import config
 from unijob.cli import main
 
@@ -33,8 +34,7 @@ def test_a_configuration_error_is_one_clear_line_not_a_traceback(monkeypatch: py
 def test_the_demo_runs_end_to_end_on_the_embedded_default(tmp_path: Path) -> None:
     """README's first command: nothing configured, so Huey on SQLite and its stock consumer."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("UNIJOB_")}
-    command = [str(Path(sys.executable).with_name("unijob")), "demo"]
-    demo = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    demo = subprocess.run([python_bin("unijob"), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert demo.stdout.startswith("unijob demo on Huey (huey)")
     assert "Outcome: 8 of 8 jobs performed, 2 failed attempts retried by unijob." in demo.stdout
