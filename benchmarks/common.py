@@ -41,8 +41,9 @@ class Target(Protocol):
     def native_loop(self, n: int) -> None:
         """Enqueue ``n`` native no-op jobs one call at a time (e.g. ``task.delay(i)``)."""
 
-    def native_bulk(self, n: int) -> None:
-        """Enqueue ``n`` native no-op jobs by the library's fastest bulk path."""
+    def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
+        """The library's bulk paths by name, each enqueuing ``n`` native no-op jobs; ``native_bulk``
+        is whichever of them is fastest in the run."""
 
     def native_counted(self, n: int) -> None:
         """Enqueue ``n`` native jobs that call ``benchmarks.jobs.count_one()`` (worker benchmark)."""

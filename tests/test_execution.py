@@ -74,7 +74,7 @@ def test_an_unregistered_name_is_refused_and_logged_never_imported(caplog: pytes
 
 
 def test_log_lines_in_the_active_job_style(unijob_test: TestAdapter, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="unijob")
+    caplog.set_level(logging.DEBUG, logger="unijob")
 
     @unijob.job
     def send_report(report_id: int) -> None: ...
@@ -92,6 +92,19 @@ def test_log_lines_in_the_active_job_style(unijob_test: TestAdapter, caplog: pyt
         m.startswith(f"Performed send_welcome (Job ID: {job.job_id}) from Test(mail) in ") and m.endswith("ms")
         for m in caplog.messages
     )
+
+
+def test_a_jobs_success_lines_are_debug_so_the_workers_own_lines_are_not_doubled(
+    unijob_test: TestAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="unijob")
+
+    job = send_welcome.perform_later(42)
+    unijob_test.perform_enqueued_jobs()
+
+    assert [m for m in caplog.messages if job.job_id in m] == [
+        f"Enqueued send_welcome (Job ID: {job.job_id}) to Test(mail) with arguments: 42"
+    ]
 
 
 class Flaky(unijob.Job):

@@ -31,6 +31,10 @@ def _error(error: BaseException | None) -> str:
     return f"{type(error).__name__} ({error})" if error is not None else "an unknown error"
 
 
+def _took(event: Event) -> str:
+    return f"{(event.duration or 0.0) * 1000:.1f}ms"
+
+
 def _on_enqueue(event: Event) -> None:
     job = event.job
     if job is None or not logger.isEnabledFor(logging.INFO):
@@ -63,32 +67,36 @@ def _on_enqueue_all(event: Event) -> None:
         )
 
 
+# A job's own success lines are DEBUG: every stock worker but Dramatiq's already logs each job at
+# INFO, and a second pair of lines per job would double a busy worker's log (and its logging cost).
+# Set the ``unijob`` logger to DEBUG for Active Job's "Performing"/"Performed" lines.
+
+
 def _on_perform_start(event: Event) -> None:
     job = event.job
-    if job is None or not logger.isEnabledFor(logging.INFO):
+    if job is None or not logger.isEnabledFor(logging.DEBUG):
         return
     enqueued = f" enqueued at {job.enqueued_at.isoformat()}" if job.enqueued_at else ""
-    logger.info(
+    logger.debug(
         "Performing %s (Job ID: %s) from %s%s%s", job.display_name, job.job_id, _where(event, job), enqueued, _arguments(job)
     )
 
 
 def _on_perform(event: Event) -> None:
     job = event.job
-    if job is None or not logger.isEnabledFor(logging.INFO if event.outcome != "error" else logging.ERROR):
+    if job is None:
         return
-    took = f"{(event.duration or 0.0) * 1000:.1f}ms"
     if event.outcome == "error":
         logger.error(
             "Error performing %s (Job ID: %s) from %s in %s: %s",
             job.display_name,
             job.job_id,
             _where(event, job),
-            took,
+            _took(event),
             _error(event.error),
         )
-    elif logger.isEnabledFor(logging.INFO):
-        logger.info("Performed %s (Job ID: %s) from %s in %s", job.display_name, job.job_id, _where(event, job), took)
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Performed %s (Job ID: %s) from %s in %s", job.display_name, job.job_id, _where(event, job), _took(event))
 
 
 def _on_retry(event: Event) -> None:

@@ -30,6 +30,7 @@ import contextlib
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,8 @@ class CeleryTarget:
         with self.app.producer_or_acquire() as producer, producer.batch():
             group(self.noop.s(i) for i in range(n)).apply_async(producer=producer)
 
-    def native_bulk(self, n: int) -> None:
-        # measured with --compare: on Redis the batch() publishes are about twice as fast as the
-        # plain group; on RabbitMQ batch() publishes one by one, and both cost the same.
-        self.native_group_batch(n)
+    def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
+        return {"group().apply_async()": self.native_group, "group in Producer.batch()": self.native_group_batch}
 
     def native_counted(self, n: int) -> None:
         # plain messages, as delay() sends them (a group's would carry a group id); not timed

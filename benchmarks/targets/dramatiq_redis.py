@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ class DramatiqTarget:
         send = self.actors[0].send
         for i in range(n):
             send(i)
+
+    def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
+        return {"group().run()": self.native_bulk}
 
     def native_bulk(self, n: int) -> None:
         noop_actor = self.actors[0]

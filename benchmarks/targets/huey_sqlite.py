@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ class HueySqlite:
     def native_loop(self, n: int) -> None:
         for i in range(n):
             native_noop(i)
+
+    def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
+        return {"task.map()": self.native_bulk}
 
     def native_bulk(self, n: int) -> None:
         native_noop.map(range(n))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ class RQTarget:
         enqueue = self.queue.enqueue
         for i in range(n):
             enqueue(noop, i)
+
+    def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
+        return {"enqueue_many()": self.native_bulk}
 
     def native_bulk(self, n: int) -> None:
         # RQ's bulk path as its docs show it: prepare_data per job, then one enqueue_many call
