@@ -67,7 +67,7 @@ def bench_million(target: Target, n: int) -> dict[str, Any]:
         before = peak_rss_mb()
         duration = timed(lambda: unijob_bulk(n))
         target.flush()
-    entry = record(target.name, "unijob_bulk_generator", n, [duration])
+    entry = record(target.name, "unijob_bulk", n, [duration])
     rss = entry["peak_rss_mb"]
     print(f"{target.name}: {n:,} jobs from a generator in {duration:.1f}s, peak RSS {rss} MB (before: {before:.1f} MB)")
     return entry
