@@ -15,6 +15,7 @@ import argparse
 import logging
 import statistics
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import unijob
@@ -39,10 +40,10 @@ def unijob_bulk(n: int) -> None:
 def bench_backend(target: Target, n: int, runs: int) -> list[dict[str, Any]]:
     bulk_paths = target.native_bulk_paths()
     methods: dict[str, Callable[[], Any]] = {
-        "native_loop": lambda: target.native_loop(n),
-        **{path: (lambda path=path: bulk_paths[path](n)) for path in bulk_paths},  # type: ignore[misc]
-        "unijob_loop": lambda: unijob_loop(n),
-        "unijob_bulk": lambda: unijob_bulk(n),
+        "native_loop": partial(target.native_loop, n),
+        **{path: partial(enqueue, n) for path, enqueue in bulk_paths.items()},
+        "unijob_loop": partial(unijob_loop, n),
+        "unijob_bulk": partial(unijob_bulk, n),
     }
     durations: dict[str, list[float]] = {name: [] for name in methods}
     with unijob.override(**target.configuration()):
@@ -65,7 +66,7 @@ def bench_million(target: Target, n: int) -> dict[str, Any]:
     with unijob.override(**target.configuration()):
         target.flush()
         before = peak_rss_mb()
-        duration = timed(lambda: unijob_bulk(n))
+        duration = timed(partial(unijob_bulk, n))
         target.flush()
     entry = record(target.name, "unijob_bulk", n, [duration])
     rss = entry["peak_rss_mb"]

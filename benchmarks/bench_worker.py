@@ -1,10 +1,11 @@
 """Worker throughput: how fast the stock worker drains N native no-op jobs against N unijob jobs.
 
-    python -m benchmarks.bench_worker --backends rq,huey-sqlite --n 2000 --runs 3 --json out.json
+    python -m benchmarks.bench_worker --backends rq,huey-sqlite --n 2000 --runs 5 --json out.json
 
-Each run enqueues N jobs (natively, then through unijob), starts the stock worker, and times from
-the first job done to the last (each job does one Redis INCR), then stops the worker. The worker's
-startup is left out, so the ratio of medians compares the per-job overhead.
+Each run enqueues N jobs of each kind in turn (native and unijob, taking turns going first), starts
+the stock worker, and times from the first job done to the last (each job does one Redis INCR),
+then stops the worker. The worker's startup is left out, so the ratio of medians compares the
+per-job overhead.
 """
 
 from __future__ import annotations

@@ -3,8 +3,6 @@
 The same as :mod:`benchmarks.targets.celery_redis` on another broker: the native app is configured
 like unijob's (``x-max-priority: 10`` queues, default priority 5), so both declare the queue alike.
 On RabbitMQ unijob's bulk path is the native one (publisher-confirmed publishes on one producer).
-
-    python -m benchmarks.targets.celery_rabbitmq --compare --n 10000 --runs 5
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from benchmarks.targets.celery_redis import CeleryTarget, compare, worker_app
+from benchmarks.targets.celery_redis import CeleryTarget, worker_app
 
 VHOST = "unijob_bench_celery"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
@@ -47,8 +45,3 @@ def __getattr__(name: str) -> Any:
 
 
 TARGET = CeleryRabbitmqTarget()
-
-
-if __name__ == "__main__":
-    TARGET._ensure_vhost()
-    compare(TARGET)

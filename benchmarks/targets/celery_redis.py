@@ -5,9 +5,9 @@ unijob builds (JSON only, queue ``default``, ten Redis priority lists, default p
 results), with plain ``@app.task`` no-op tasks:
 
 - ``native_loop``: ``noop.delay(i)`` per job, what a Celery application does.
-- ``native_bulk``: the faster of Celery's two bulk paths, ``group(...).apply_async()`` (one round
-  trip per message) and the same group published inside kombu's ``Producer.batch()`` (pipelined on
-  Redis). Both are available as ``native_group``/``native_group_batch`` for ``--compare``.
+- ``native_bulk_paths``: Celery's two bulk paths, ``group(...).apply_async()`` (one round trip per
+  message) and the same group published inside kombu's ``Producer.batch()`` (pipelined on Redis);
+  bench_enqueue times both in every run and keeps the faster as ``native_bulk``.
 
 The worker is the stock ``celery worker`` for both kinds, on the app ``unijob.adapters.celery_worker``
 builds (every unijob job registered as a task) with the native counted task registered on it too
@@ -19,16 +19,12 @@ gives, ``--loglevel INFO`` included. Knobs (environment of the benchmark process
 ``UNIJOB_BENCH_CELERY_POOL`` (prefork), ``UNIJOB_BENCH_CELERY_CONCURRENCY`` (2),
 ``UNIJOB_BENCH_CELERY_LOGLEVEL`` (INFO), ``UNIJOB_BENCH_CELERY_ACKS_LATE`` (1; 0 for Celery's
 default early acknowledgement of the native task).
-
-    python -m benchmarks.targets.celery_redis --compare --n 10000 --runs 5   # native bulk paths side by side
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +35,6 @@ import redis
 from celery import group
 from kombu import Connection
 
-from benchmarks.common import timed
 from benchmarks.jobs import count_one
 
 URL = "redis://127.0.0.1:6379/8"
@@ -160,29 +155,3 @@ def __getattr__(name: str) -> Any:
 
 
 TARGET = CeleryTarget("celery-redis", URL, __name__)
-
-
-def compare(target: CeleryTarget) -> None:
-    """Time Celery's two bulk paths (and the loop) side by side, interleaved."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--compare", action="store_true")
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    methods = {
-        "native_loop": target.native_loop,
-        "native_group": target.native_group,
-        "native_group_batch": target.native_group_batch,
-    }
-    durations: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(args.runs):
-        for name, method in methods.items():
-            target.flush()
-            durations[name].append(timed(lambda method=method: method(args.n)))  # type: ignore[misc]
-    target.flush()
-    for name, values in durations.items():
-        print(f"{target.name:<18}{name:<20}{args.n / statistics.median(values):>12,.0f} jobs/s")
-
-
-if __name__ == "__main__":
-    compare(TARGET)

@@ -4,7 +4,7 @@ The native side is plain Dramatiq code: a ``RedisBroker`` with Dramatiq's defaul
 unijob's adapter builds too) and plain ``@dramatiq.actor`` no-op actors on it:
 
 - ``native_loop``: ``noop.send(i)`` per job, what a Dramatiq application does.
-- ``native_bulk``: ``dramatiq.group([noop.message(i) ...]).run()``, Dramatiq's only bulk API (one
+- ``native_bulk_paths``: ``dramatiq.group([noop.message(i) ...]).run()``, Dramatiq's only bulk API (one
   enqueue script call per message).
 
 The worker is the stock ``dramatiq`` command for both kinds, on the broker
@@ -102,9 +102,9 @@ class DramatiqTarget:
             send(i)
 
     def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
-        return {"group().run()": self.native_bulk}
+        return {"group().run()": self.native_group}
 
-    def native_bulk(self, n: int) -> None:
+    def native_group(self, n: int) -> None:
         noop_actor = self.actors[0]
         dramatiq.group([noop_actor.message(i) for i in range(n)], broker=self._broker).run()
 

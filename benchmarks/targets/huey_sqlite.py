@@ -4,7 +4,7 @@ The native side is plain Huey code on the same file and the same Huey queue (``u
 
 - ``native_loop`` calls a ``@huey.task()`` function once per job, on a ``SqliteHuey`` with Huey's
   defaults (pickle): what a Huey application does.
-- ``native_bulk`` is ``task.map(range(n))``, Huey's only bulk API, which is a per-job loop too.
+- ``native_bulk_paths``: ``task.map(range(n))``, Huey's only bulk API, which is a per-job loop too.
 - ``native_counted`` (worker benchmark) sends a plain ``@huey.task()`` that calls
   ``benchmarks.jobs.count_one()``. The one consumer that drains both kinds reads JSON only (unijob's
   consumer never unpickles), so this instance serializes with unijob's ``JsonSerializer``: the same
@@ -69,9 +69,9 @@ class HueySqlite:
             native_noop(i)
 
     def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
-        return {"task.map()": self.native_bulk}
+        return {"task.map()": self.native_map}
 
-    def native_bulk(self, n: int) -> None:
+    def native_map(self, n: int) -> None:
         native_noop.map(range(n))
 
     def native_counted(self, n: int) -> None:

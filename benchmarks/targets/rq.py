@@ -74,9 +74,9 @@ class RQTarget:
             enqueue(noop, i)
 
     def native_bulk_paths(self) -> dict[str, Callable[[int], None]]:
-        return {"enqueue_many()": self.native_bulk}
+        return {"enqueue_many()": self.native_enqueue_many}
 
-    def native_bulk(self, n: int) -> None:
+    def native_enqueue_many(self, n: int) -> None:
         # RQ's bulk path as its docs show it: prepare_data per job, then one enqueue_many call
         # (one MULTI/EXEC pipeline) for the whole list.
         prepare = Queue.prepare_data
