@@ -30,7 +30,7 @@ class Target(Protocol):
     name: str
 
     def configuration(self) -> dict[str, Any]:
-        """Keyword arguments for ``unijob.configure`` (backend, url, options)."""
+        """Keyword arguments for ``unijob.configure`` (adapter, url, options)."""
 
     def worker_env(self) -> dict[str, str]:
         """UNIJOB_* variables for the stock worker (same configuration as above)."""

@@ -30,22 +30,22 @@ ROWS = [
 
 def render() -> str:
     lines = [
-        "| backend | delay | max delay | priority | native bulk | notes |",
+        "| adapter | delay | long delays | priority | native bulk | notes |",
         "|---|---|---|---|---|---|",
     ]
     for label, name, url, options in ROWS:
-        adapter = adapter_class(name)(alias="default", url=url, options=options)
-        caps = adapter.capabilities
-        max_delay = "none" if caps.max_delay is None else _duration(caps.max_delay.total_seconds())
-        row = [label, _yes(caps.delay), max_delay, _yes(caps.priority), _yes(caps.native_bulk), caps.notes]
+        caps = adapter_class(name)(url=url, options=options).capabilities
+        long_delays = "native" if caps.max_hold is None else f"hop every {_duration(caps.max_hold.total_seconds())}"
+        row = [label, _yes(caps.delay), long_delays, _yes(caps.priority), _yes(caps.native_bulk), caps.notes]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("min", 60)):
         if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 and unit != 'min' else ''}"
     return f"{seconds:g} s"
 
 

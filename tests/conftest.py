@@ -12,7 +12,7 @@ from unijob import config
 CONTRACT_BACKENDS = list(harnesses.MODULES)
 
 # Tests that do not choose a backend run inline, not on a SQLite file in the working directory.
-os.environ.setdefault("UNIJOB_BACKEND", "inline")
+os.environ.setdefault("UNIJOB_ADAPTER", "inline")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

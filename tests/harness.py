@@ -73,20 +73,20 @@ def wait_until(
 
 class Harness:
     name: str = ""
-    backend: str = ""
+    adapter: str = ""
     url: str | None = None
     options: dict[str, Any] = {}
     services: tuple[str, ...] = ("redis",)  # redis also holds the test results
     runs_elsewhere = True  # jobs run in a stock worker process, not in the test process
 
     def configuration(self) -> dict[str, Any]:
-        return {"backend": self.backend, "url": self.url, "imports": ["tests.jobs"], **self.options}
+        return {"adapter": self.adapter, "url": self.url, "imports": ["tests.jobs"], **self.options}
 
     def env(self) -> dict[str, str]:
         """Environment for the stock worker: the same configuration, through UNIJOB_* variables."""
         env = dict(os.environ)
         env.update(
-            UNIJOB_BACKEND=self.backend,
+            UNIJOB_ADAPTER=self.adapter,
             UNIJOB_IMPORTS="tests.jobs",
             UNIJOB_OPTIONS=json.dumps(self.options),
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),

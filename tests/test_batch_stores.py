@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import require_service
-from unijob.batch_stores import BatchRecord, BatchStore, MemoryStore, RedisStore, SqliteStore, store_for_url
+from unijob.batches.stores import BatchRecord, BatchStore, MemoryStore, RedisStore, SqliteStore, open_store
 from unijob.errors import BatchFinishedError, ConfigurationError, Error
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -130,6 +130,6 @@ def test_redis_records_get_a_ttl_once_finished() -> None:
 
 
 def test_store_urls() -> None:
-    assert isinstance(store_for_url("memory://", 1), MemoryStore)
+    assert isinstance(open_store("memory://", 1), MemoryStore)
     with pytest.raises(ConfigurationError, match="batch_store='redis://"):
-        store_for_url("amqp://guest:guest@localhost//", 1)
+        open_store("amqp://guest:guest@localhost//", 1)

@@ -126,7 +126,7 @@ def test_retry_and_discard_are_logged(unijob_test: TestAdapter, caplog: pytest.L
 
 def test_argument_logging_can_be_switched_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="unijob")
-    with unijob.override(backend="test", log_arguments=False):
+    with unijob.override(adapter="test", log_arguments=False):
         job = send_welcome.perform_later(42)
     assert f"Enqueued send_welcome (Job ID: {job.job_id}) to Test(mail)" in caplog.messages
 
@@ -194,7 +194,7 @@ def test_inline_runs_at_once_after_a_json_round_trip() -> None:
     def explode() -> None:
         raise ZeroDivisionError("inline errors reach the caller")
 
-    with unijob.override(backend="inline"):
+    with unijob.override(adapter="inline"):
         collect.perform_later((1, 2))
         collect.set(wait=3600).perform_later({1: "x"})  # inline does not wait, by design
         with pytest.raises(ZeroDivisionError):

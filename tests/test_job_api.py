@@ -261,7 +261,7 @@ class DeadBroker(TestAdapter):
 
     calls = 0
 
-    def enqueue_many(self, envelopes: Any) -> list[Any]:
+    def enqueue_all(self, envelopes: Any) -> list[Any]:
         DeadBroker.calls += 1
         error = unijob.EnqueueError("Test at redis://x did not accept the job: ConnectionError")
         return [unijob.adapters.base.EnqueueOutcome(error=error) for _ in envelopes]
@@ -269,8 +269,79 @@ class DeadBroker(TestAdapter):
 
 def test_after_a_chunk_is_refused_whole_the_rest_report_the_error_without_waiting() -> None:
     DeadBroker.calls = 0
-    with unijob.override(adapter=DeadBroker(alias="default")):
+    with unijob.override(DeadBroker(alias="default")):
         jobs = [send_welcome.new(i) for i in range(25)]
         assert unijob.perform_all_later(jobs, chunk_size=10) == 0
     assert DeadBroker.calls == 1
     assert all(isinstance(job.enqueue_error, unijob.EnqueueError) and not job.successfully_enqueued for job in jobs)
+
+
+def test_at_none_means_not_delayed(unijob_test: TestAdapter) -> None:
+    send_welcome.perform_later(42)
+    send_welcome.set(wait=60).perform_later(42)
+    (now,) = unijob_test.assert_enqueued(send_welcome, args=[42], queue="mail", at=None)
+    assert now.scheduled_at is None
+    unijob_test.assert_enqueued(send_welcome, args=[42], at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60))
+    unijob_test.assert_enqueued(send_welcome, count=2)
+
+
+class NoPriorityAdapter(TestAdapter):
+    capabilities = unijob.adapters.base.Capabilities(priority=False, native_bulk=True, in_process=True)
+
+
+def test_a_jobs_own_priority_is_a_hint_a_backend_without_priority_drops() -> None:
+    """The same job runs on every backend: a class's priority is dropped where there is none,
+    while a priority asked for with set() is still refused there."""
+    adapter = NoPriorityAdapter(alias="default")
+    with unijob.override(adapter):
+        job = send_welcome.perform_later(1)
+        assert job.successfully_enqueued and job.priority is None
+        assert unijob.perform_all_later([send_welcome.new(2)]) == 1
+        with pytest.raises(unijob.UnsupportedOptionError, match="send_welcome: the test adapter .*cannot honour priority=5"):
+            send_welcome.set(priority=5).perform_later(3)
+        (failed,) = [send_welcome.set(priority=5).new(4)]
+        assert unijob.perform_all_later([failed]) == 0 and isinstance(failed.enqueue_error, unijob.UnsupportedOptionError)
+    assert [job.priority for job in adapter.enqueued_jobs] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"wait": float("nan")}, "send_welcome: wait must be a finite number of seconds, not nan"),
+        ({"wait": float("inf")}, "send_welcome: wait must be a finite number of seconds, not inf"),
+        ({"wait": 1e12}, "send_welcome: wait=1000000000000.0 seconds is more than 100 years"),
+        ({"wait": -5}, "send_welcome: wait cannot be negative, got -5 seconds"),
+        ({"wait": dt.timedelta(seconds=-5)}, "send_welcome: wait cannot be negative, got -5 seconds"),
+        ({"priority": 500}, "send_welcome: priority must be an integer from -100 to 100"),
+        ({"queue": ""}, "send_welcome: queue must be a non-empty string"),
+        ({"wait": 1, "wait_until": dt.datetime(2030, 1, 1)}, "send_welcome: give wait or wait_until, not both"),
+    ],
+)
+def test_a_bad_option_value_names_the_job_and_the_option(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        send_welcome.set(**options)
+    assert str(raised.value).startswith(message)
+
+
+def test_an_unknown_option_is_refused_with_the_list() -> None:
+    with pytest.raises(TypeError, match="send_welcome: unknown option.* priorty .*the options are: wait, wait_until"):
+        send_welcome.set(priorty=5)  # type: ignore[call-arg]
+
+
+def test_an_empty_queue_is_refused_where_the_job_is_defined() -> None:
+    with pytest.raises(ValueError, match="queue must be a non-empty string"):
+
+        @unijob.job(queue="")
+        def nowhere() -> None: ...
+
+    with pytest.raises(ValueError, match="Nowhere: queue must be a non-empty string"):
+
+        class Nowhere(unijob.Job):
+            queue = " "
+
+
+def test_a_chunk_size_below_one_is_refused(unijob_test: TestAdapter) -> None:
+    with pytest.raises(ValueError, match="chunk_size must be a whole number of at least 1, not 0"):
+        unijob.perform_all_later([send_welcome.new(1)], chunk_size=0)
+    with pytest.raises(unijob.ConfigurationError, match="bulk_chunk_size must be a whole number of at least 1, not 0"):
+        unijob.configure("test", bulk_chunk_size=0)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from unijob import events, log, serializers
-from unijob.batches import Batch, batch, current_batch
-from unijob.bulk import bulk, perform_all_later
+from unijob import events, log, middleware, serializers
+from unijob.batches import Batch, BatchMiddleware, batch, current_batch
 from unijob.config import configure, get_adapter, override, settings
+from unijob.enqueuing import bulk, perform_all_later
 from unijob.envelope import Envelope
 from unijob.errors import (
     BackendNotInstalledError,
     BatchFinishedError,
+    BrokerUnavailableError,
     ConfigurationError,
     DeserializationError,
     EnqueueError,
@@ -30,6 +31,7 @@ __all__ = [
     "BackendNotInstalledError",
     "Batch",
     "BatchFinishedError",
+    "BrokerUnavailableError",
     "ConfigurationError",
     "DeserializationError",
     "EnqueueError",
@@ -53,6 +55,7 @@ __all__ = [
     "execute",
     "get_adapter",
     "job",
+    "middleware",
     "override",
     "perform_all_later",
     "polynomial",
@@ -61,4 +64,7 @@ __all__ = [
     "settings",
 ]
 
+# The features that come with unijob, switched on here and nowhere else: the Active Job log lines
+# (an events subscriber) and batches (a middleware).
 log.install()
+middleware.install(BatchMiddleware())

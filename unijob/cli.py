@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import click
 
 import unijob
-from unijob import config
-from unijob.worker import load_jobs, queues_of
-
-BURST_POLL_SECONDS = 0.5
-BURST_HORIZON_SECONDS = 5.0  # --burst waits for delayed jobs due this soon
+from unijob.constants import DEFAULT_BACKEND
 
 
 class _Commands(click.Group):
-    """Shows a unijob error (a backend typo, a missing extra, a broker that refused) as one line."""
+    """Shows a unijob error (an adapter typo, a missing extra, a broker that refused) as one line."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -36,52 +27,42 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--backend", "backend_name", default=None, help="Backend to run on (default: the configured default).")
-@click.option("--url", default=None, help="Broker URL for that backend.")
-def demo(backend_name: str | None, url: str | None) -> None:
-    """Run a small example application end to end and print what happened."""
+@click.option(
+    "--adapter", default=None, help="Adapter to run on: huey, celery, rq, dramatiq or inline (default: the configured one)."
+)
+@click.option("--url", default=None, help="Broker URL for that adapter.")
+def demo(adapter: str | None, url: str | None) -> None:
+    """Run a small example application end to end and print what happened.
+
+    \b
+    Examples:
+      unijob demo                                            # Huey on a SQLite file, no server
+      unijob demo --adapter rq --url redis://localhost:6379/0
+      unijob demo --adapter celery --url amqp://guest:guest@localhost//
+    """
     from unijob.demo import run_demo
 
-    sys.exit(run_demo(backend_name, url))
+    sys.exit(run_demo(adapter, url))
 
 
 @main.command()
-@click.option("--backend", "alias", default=config.DEFAULT_ALIAS, show_default=True, help="Which configured backend to serve.")
+@click.option("--backend", default=DEFAULT_BACKEND, show_default=True, help="Which configured backend to serve.")
 @click.option("-q", "--queues", default=None, help="Comma-separated queues (default: every queue a registered job uses).")
 @click.option("-c", "--concurrency", type=int, default=None, help="Worker processes or threads.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty and no delayed job is due within a few seconds.")
-def worker(alias: str, queues: str | None, concurrency: int | None, burst: bool) -> None:
-    """Start the backend's own stock worker with the configured job modules imported."""
-    jobs = load_jobs()
-    adapter = config.get_adapter(alias)
-    queue_names = [q.strip() for q in queues.split(",") if q.strip()] if queues else queues_of(jobs)
-    argv = adapter.worker_argv(queue_names, concurrency, burst)
-    click.echo(f"unijob: {len(jobs)} job(s) registered; starting: {' '.join(argv)}", err=True)
-    if not burst:
-        os.execvp(argv[0], argv)
-    process = subprocess.Popen(argv)
-    try:
-        sys.exit(_run_until_drained(process, lambda: adapter.pending_jobs(queue_names, BURST_HORIZON_SECONDS)))
-    finally:
-        if process.poll() is None:
-            process.kill()
+def worker(backend: str, queues: str | None, concurrency: int | None, burst: bool) -> None:
+    """Start the backend's own stock worker with the configured job modules imported.
 
+    \b
+    Examples:
+      unijob worker                       # the default backend, every queue its jobs use
+      unijob worker -q mail,default -c 4
+      unijob worker --backend reports --burst
+    """
+    from unijob import worker as workers
 
-def _run_until_drained(process: subprocess.Popen[bytes], pending: Callable[[], int]) -> int:
-    """Stop the worker (warm shutdown) once nothing is pending on two polls in a row."""
-    idle_polls = 0
-    while process.poll() is None:
-        idle_polls = idle_polls + 1 if pending() == 0 else 0
-        if idle_polls >= 2:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-                return 0
-            except subprocess.TimeoutExpired:
-                process.kill()
-                return 1
-        time.sleep(BURST_POLL_SECONDS)
-    return process.returncode
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    sys.exit(workers.launch(backend, names, concurrency, burst, lambda line: click.echo(line, err=True)))
 
 
 if __name__ == "__main__":  # python -m unijob.cli

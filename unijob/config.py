@@ -1,37 +1,41 @@
 """Configuration: which backends exist, and the adapters built from them.
 
-Sources, strongest first: :func:`configure` in code, the environment (``UNIJOB_BACKEND``,
-``UNIJOB_URL``, ``UNIJOB_IMPORTS``, ``UNIJOB_OPTIONS``), ``[tool.unijob]`` in the nearest
-``pyproject.toml``, and the built-in default. Adapters are built lazily, on first use.
+A *backend* is a name (``default``, ``reports``) jobs are sent to; its *adapter* says what runs it
+(``rq``, ``celery``, ...), with a URL and options. Sources, strongest first: :func:`configure` in
+code, the environment (``UNIJOB_ADAPTER``, ``UNIJOB_URL``, ``UNIJOB_IMPORTS``, ``UNIJOB_OPTIONS``),
+``[tool.unijob]`` in the nearest ``pyproject.toml``, and the built-in default. A source that
+changes a backend's adapter replaces that backend's URL-independent options from weaker sources.
+Adapters are built lazily, on first use, and are handed everything they need.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
-from unijob.errors import ConfigurationError
+from unijob.adapters import adapter_class, check_adapter_name
+from unijob.adapters.base import Adapter
+from unijob.constants import DEFAULT_ADAPTER, DEFAULT_BACKEND
+from unijob.errors import ConfigurationError, Error
 
-if TYPE_CHECKING:
-    from unijob.adapters.base import Adapter
-
-DEFAULT_ALIAS: Final = "default"
-DEFAULT_BACKEND: Final = "huey"  # on unijob.sqlite3 in the working directory: no server
 OnUnsupported = Literal["error", "warn"]
+ENVIRONMENT: Final = ("UNIJOB_ADAPTER", "UNIJOB_URL", "UNIJOB_IMPORTS", "UNIJOB_OPTIONS")
+_RENAMED: Final = {"UNIJOB_BACKEND": "UNIJOB_ADAPTER"}
 
 
 @dataclasses.dataclass(frozen=True)
 class BackendSettings:
-    """One named backend: which adapter, where its broker is, and adapter options."""
+    """One named backend: its adapter, where its broker is, and adapter options."""
 
-    backend: str
+    adapter: str
     url: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -39,7 +43,7 @@ class BackendSettings:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     backends: Mapping[str, BackendSettings] = dataclasses.field(
-        default_factory=lambda: {DEFAULT_ALIAS: BackendSettings(DEFAULT_BACKEND)}
+        default_factory=lambda: {DEFAULT_BACKEND: BackendSettings(DEFAULT_ADAPTER)}
     )
     imports: tuple[str, ...] = ()  # job modules a worker imports, like Celery's ``include``
     log_arguments: bool = True
@@ -48,12 +52,16 @@ class Settings:
     batch_retention: float = 7 * 24 * 3600  # seconds a finished batch's record is kept
 
 
+SETTING_NAMES: Final = tuple(field.name for field in dataclasses.fields(Settings))
+TABLE_KEYS: Final = frozenset({*SETTING_NAMES, "adapter", "url", "options"})  # [tool.unijob]
+
+
 class _State:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.settings: Settings | None = None
         self.adapters: dict[str, Adapter] = {}
-        self.pinned: Adapter | None = None  # when set (tests), every alias resolves to it
+        self.pinned: Adapter | None = None  # when set (tests), every backend resolves to it
 
 
 _state = _State()
@@ -70,7 +78,7 @@ def settings() -> Settings:
 
 
 def configure(
-    backend: str | None = None,
+    adapter: str | None = None,
     url: str | None = None,
     *,
     backends: Mapping[str, Mapping[str, Any] | BackendSettings] | None = None,
@@ -83,27 +91,24 @@ def configure(
 ) -> Settings:
     """Configure unijob in code, over what the environment and pyproject.toml say.
 
-    ``backend``/``url``/``**options`` set the ``default`` backend; ``backends`` adds named ones::
+    ``adapter``/``url``/``**options`` set the ``default`` backend; ``backends`` adds named ones::
 
         unijob.configure("rq", "redis://localhost:6379/0",
-                         backends={"reports": {"backend": "celery", "url": "amqp://..."}})
+                         backends={"reports": {"adapter": "celery", "url": "amqp://..."}})
     """
     base = load_settings()
     named = dict(base.backends)
-    if backend is not None or url is not None or options:
-        previous = named.get(DEFAULT_ALIAS)
-        if backend is None and previous is not None:
-            backend = previous.backend
-        named[DEFAULT_ALIAS] = BackendSettings(backend or DEFAULT_BACKEND, url, dict(options))
-    for alias, spec in (backends or {}).items():
-        named[alias] = spec if isinstance(spec, BackendSettings) else _backend_from_mapping(alias, spec)
+    if adapter is not None or url is not None or options:
+        named[DEFAULT_BACKEND] = _layer(named.get(DEFAULT_BACKEND), adapter, url, dict(options), replace_options=True)
+    for name, spec in (backends or {}).items():
+        named[name] = spec if isinstance(spec, BackendSettings) else _backend_from_mapping(name, spec)
     new = dataclasses.replace(
         base,
         backends=named,
         imports=tuple(imports) if imports is not None else base.imports,
         log_arguments=base.log_arguments if log_arguments is None else log_arguments,
         on_unsupported=on_unsupported or base.on_unsupported,
-        bulk_chunk_size=bulk_chunk_size or base.bulk_chunk_size,
+        bulk_chunk_size=base.bulk_chunk_size if bulk_chunk_size is None else bulk_chunk_size,
         batch_retention=base.batch_retention if batch_retention is None else batch_retention,
     )
     _validate(new)
@@ -111,37 +116,47 @@ def configure(
     return new
 
 
-def get_adapter(alias: str = DEFAULT_ALIAS) -> Adapter:
-    """The adapter for a named backend, built on first use."""
+def get_adapter(backend: str = DEFAULT_BACKEND) -> Adapter:
+    """The adapter of a configured backend, built on first use."""
     pinned = _state.pinned
     if pinned is not None:
         return pinned
-    adapter = _state.adapters.get(alias)
+    adapter = _state.adapters.get(backend)
     if adapter is not None:
         return adapter
     with _state.lock:
-        adapter = _state.adapters.get(alias)
+        adapter = _state.adapters.get(backend)
         if adapter is None:
-            spec = settings().backends.get(alias)
-            if spec is None:
-                known = ", ".join(sorted(settings().backends))
-                raise ConfigurationError(f"no backend named {alias!r} is configured (configured: {known})")
-            from unijob.adapters import adapter_class
-
-            adapter = adapter_class(spec.backend)(alias=alias, url=spec.url, options=spec.options)
-            _state.adapters[alias] = adapter
+            adapter = _state.adapters[backend] = _build(backend)
     return adapter
 
 
+def _build(backend: str) -> Adapter:
+    spec = settings().backends.get(backend)
+    if spec is None:
+        known = ", ".join(sorted(settings().backends))
+        raise ConfigurationError(f"no backend named {backend!r} is configured (configured: {known})")
+    cls = adapter_class(spec.adapter)
+    try:
+        return cls(alias=backend, url=spec.url, options=spec.options)
+    except Error:
+        raise
+    except Exception as exc:  # a library's own complaint about the URL or an option
+        raise ConfigurationError(
+            f"the {spec.adapter} adapter of backend {backend!r} could not start: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 @contextlib.contextmanager
-def override(adapter: Adapter | None = None, **configuration: Any) -> Iterator[Settings]:
-    """Temporarily reconfigure (tests). With ``adapter``, every backend alias resolves to it."""
+def override(pin: Adapter | None = None, /, **configuration: Any) -> Iterator[Settings]:
+    """Temporarily reconfigure (tests): the keywords are those of :func:`configure`. With an
+    adapter instance, every backend resolves to it: ``with unijob.override(TestAdapter()):``."""
     with _state.lock:
         saved = (_state.settings, _state.adapters, _state.pinned)
         _state.adapters = {}
     try:
         new = configure(**configuration) if configuration else settings()
-        _state.pinned = adapter
+        _state.pinned = pin
         yield new
     finally:
         with _state.lock:
@@ -173,57 +188,80 @@ def load_settings(cwd: Path | None = None) -> Settings:
     """Settings from pyproject.toml's ``[tool.unijob]``, then the environment over it."""
     table = _pyproject_table(cwd or Path.cwd())
     env = os.environ
-    named: dict[str, BackendSettings] = {}
-    for alias, spec in (table.get("backends") or {}).items():
-        named[alias] = _backend_from_mapping(alias, spec)
-    default = named.get(DEFAULT_ALIAS) or BackendSettings(DEFAULT_BACKEND)
-    if "backend" in table or "url" in table or "options" in table:
-        default = BackendSettings(
-            table.get("backend", default.backend), table.get("url", default.url), table.get("options", default.options)
-        )
-    if env.get("UNIJOB_BACKEND") or env.get("UNIJOB_URL") or env.get("UNIJOB_OPTIONS"):
-        options = default.options
+    for old, new in _RENAMED.items():
+        if env.get(old):
+            raise ConfigurationError(f"{old} is not a unijob setting; the adapter is set with {new} (for example {new}=rq)")
+    named = {name: _backend_from_mapping(name, spec) for name, spec in (table.get("backends") or {}).items()}
+    default = named.get(DEFAULT_BACKEND)
+    if "adapter" in table or "url" in table or "options" in table:
+        default = _layer(default, table.get("adapter"), table.get("url"), table.get("options"))
+    if env.get("UNIJOB_ADAPTER") or env.get("UNIJOB_URL") or env.get("UNIJOB_OPTIONS"):
+        options = None
         if env.get("UNIJOB_OPTIONS"):
             try:
                 options = json.loads(env["UNIJOB_OPTIONS"])
             except ValueError as exc:
                 raise ConfigurationError(f"UNIJOB_OPTIONS must be a JSON object: {exc}") from exc
-        default = BackendSettings(env.get("UNIJOB_BACKEND") or default.backend, env.get("UNIJOB_URL") or default.url, options)
-    named[DEFAULT_ALIAS] = default
+            if not isinstance(options, dict):
+                raise ConfigurationError(f"UNIJOB_OPTIONS must be a JSON object, not {type(options).__name__}")
+        default = _layer(default, env.get("UNIJOB_ADAPTER") or None, env.get("UNIJOB_URL") or None, options)
+    named[DEFAULT_BACKEND] = default or BackendSettings(DEFAULT_ADAPTER)
     imports = tuple(table.get("imports", ()))
     if env.get("UNIJOB_IMPORTS"):
         imports = tuple(name.strip() for name in env["UNIJOB_IMPORTS"].split(",") if name.strip())
     result = Settings(
         backends=named,
         imports=imports,
-        log_arguments=bool(table.get("log_arguments", True)),
+        log_arguments=table.get("log_arguments", True),
         on_unsupported=table.get("on_unsupported", "error"),
-        bulk_chunk_size=int(table.get("bulk_chunk_size", 1000)),
-        batch_retention=float(table.get("batch_retention", 7 * 24 * 3600)),
+        bulk_chunk_size=table.get("bulk_chunk_size", 1000),
+        batch_retention=table.get("batch_retention", 7 * 24 * 3600),
     )
     _validate(result)
     return result
 
 
-def _backend_from_mapping(alias: str, spec: Mapping[str, Any]) -> BackendSettings:
+def _layer(
+    weaker: BackendSettings | None,
+    adapter: str | None,
+    url: str | None,
+    options: Mapping[str, Any] | None,
+    *,
+    replace_options: bool = False,
+) -> BackendSettings:
+    """A stronger source's settings over a weaker one's. Options belong to an adapter: a stronger
+    source that names another adapter leaves the weaker source's options behind."""
+    if weaker is None:
+        return BackendSettings(adapter or DEFAULT_ADAPTER, url, dict(options or {}))
+    changes_adapter = adapter is not None and adapter != weaker.adapter
+    if options is None and not replace_options:
+        options = {} if changes_adapter else weaker.options
+    return BackendSettings(adapter or weaker.adapter, url if url is not None else weaker.url, dict(options or {}))
+
+
+def _backend_from_mapping(name: str, spec: Mapping[str, Any]) -> BackendSettings:
     spec = dict(spec)
-    if "backend" not in spec:
-        raise ConfigurationError(f"backend {alias!r} needs a 'backend' key (for example 'rq' or 'celery')")
-    backend = spec.pop("backend")
+    if "backend" in spec and "adapter" not in spec:
+        raise ConfigurationError(f"backend {name!r}: say adapter = {spec['backend']!r}, not backend = (the adapter runs it)")
+    if "adapter" not in spec:
+        raise ConfigurationError(f"backend {name!r} needs an 'adapter' key (for example 'rq' or 'celery')")
+    adapter = spec.pop("adapter")
     url = spec.pop("url", None)
     options = {**spec.pop("options", {}), **spec}
-    return BackendSettings(backend, url, options)
+    return BackendSettings(adapter, url, options)
 
 
 def _validate(new: Settings) -> None:
     if new.on_unsupported not in ("error", "warn"):
         raise ConfigurationError(f"on_unsupported must be 'error' or 'warn', not {new.on_unsupported!r}")
-    if new.bulk_chunk_size < 1:
-        raise ConfigurationError("bulk_chunk_size must be at least 1")
-    from unijob.adapters import check_backend_name
-
+    if type(new.bulk_chunk_size) is not int or new.bulk_chunk_size < 1:
+        raise ConfigurationError(f"bulk_chunk_size must be a whole number of at least 1, not {new.bulk_chunk_size!r}")
+    if isinstance(new.batch_retention, bool) or not isinstance(new.batch_retention, (int, float)) or new.batch_retention < 0:
+        raise ConfigurationError(f"batch_retention must be a number of seconds, not {new.batch_retention!r}")
+    if not isinstance(new.log_arguments, bool):
+        raise ConfigurationError(f"log_arguments must be true or false, not {new.log_arguments!r}")
     for spec in new.backends.values():
-        check_backend_name(spec.backend)  # a typo fails here, with a suggestion
+        check_adapter_name(spec.adapter)  # a typo fails here, with a suggestion
 
 
 def _pyproject_table(start: Path) -> dict[str, Any]:
@@ -237,5 +275,21 @@ def _pyproject_table(start: Path) -> dict[str, Any]:
             with candidate.open("rb") as handle:
                 data = tomllib.load(handle)
             table = data.get("tool", {}).get("unijob", {})
-            return table if isinstance(table, dict) else {}
+            if not isinstance(table, dict):
+                return {}
+            _check_keys(table, candidate)
+            return table
     return {}
+
+
+def _check_keys(table: Mapping[str, Any], source: Path) -> None:
+    for key in table:
+        if key in TABLE_KEYS:
+            continue
+        if key == "backend":
+            raise ConfigurationError(
+                f"{source}: [tool.unijob] says backend = {table[key]!r}; the key is adapter = {table[key]!r}"
+            )
+        close = difflib.get_close_matches(key, TABLE_KEYS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(f"{source}: unknown key {key!r} in [tool.unijob]{hint} (keys: {', '.join(sorted(TABLE_KEYS))})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ import click
 
 import unijob
 from unijob import config
+from unijob.constants import DEFAULT_BACKEND
+from unijob.errors import ConfigurationError
 
 DEMO_LOG_ENV = "UNIJOB_DEMO_LOG"
 TIMEOUT_SECONDS = 90
@@ -58,19 +61,36 @@ class SyncInventory(unijob.Job):
 EXPECTED_PERFORMED = 8  # 1 welcome + 1 delayed welcome + 5 resizes + 1 sync
 
 
-def run_demo(backend: str | None, url: str | None) -> int:
+def run_demo(adapter_name: str | None, url: str | None) -> int:
+    default = config.settings().backends[DEFAULT_BACKEND]
+    adapter_name = adapter_name or default.adapter
+    if adapter_name == "test":
+        raise ConfigurationError(
+            "the test adapter records jobs and runs them only when a test asks; run the demo on inline or on a real adapter"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="unijob-demo-"))
+    succeeded = False
+    try:
+        succeeded = _run(adapter_name, url, default, workdir)
+    finally:
+        if succeeded:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:  # keep the worker's log for whoever reads the failure
+            click.echo(f"The demo did not finish: see the worker's log in {workdir}", err=True)
+    return 0 if succeeded else 1
+
+
+def _run(adapter_name: str, url: str | None, default: config.BackendSettings, workdir: Path) -> bool:
     log_path = workdir / "demo-log.jsonl"
     log_path.touch()
     os.environ[DEMO_LOG_ENV] = str(log_path)
-    default = config.settings().backends[config.DEFAULT_ALIAS]
-    backend = backend or default.backend
-    options = dict(default.options) if backend == default.backend else {}
-    if backend == "huey" and not url and "path" not in options:
+    same = adapter_name == default.adapter
+    options = dict(default.options) if same else {}
+    if adapter_name == "huey" and not url and "path" not in options:
         options["path"] = str(workdir / "unijob.sqlite3")  # keep the demo's queue out of the current folder
-    unijob.configure(backend, url or (default.url if backend == default.backend else None), imports=[__name__], **options)
+    unijob.configure(adapter_name, url or (default.url if same else None), imports=[__name__], **options)
     adapter = unijob.get_adapter()
-    click.echo(f"unijob demo on {adapter.display_name} ({adapter.safe_url if adapter.url else backend}), work folder {workdir}")
+    click.echo(f"unijob demo on {adapter.description}")
 
     started = time.monotonic()
     click.echo("\nEnqueueing:")
@@ -84,8 +104,8 @@ def run_demo(backend: str | None, url: str | None) -> int:
     flaky = SyncInventory.perform_later("north")
     click.echo(f"  SyncInventory('north'), fails twice   job {flaky.job_id}")
 
-    worker = _start_worker(adapter.name, workdir)
-    click.echo("\nWorker progress:" if worker else "\nThe inline backend ran each job as it was enqueued:")
+    worker = None if adapter.capabilities.in_process else _start_worker(workdir)
+    click.echo("\nWorker progress:" if worker else "\nThe inline adapter ran each job as it was enqueued:")
     seen = 0
     deadline = time.monotonic() + TIMEOUT_SECONDS
     entries: list[dict[str, Any]] = []
@@ -106,20 +126,14 @@ def run_demo(backend: str | None, url: str | None) -> int:
 
     failures = sum(entry["event"] == "failed" for entry in entries)
     click.echo(f"\nOutcome: {performed} of {EXPECTED_PERFORMED} jobs performed, {failures} failed attempts retried by unijob.")
-    if performed != EXPECTED_PERFORMED:
-        click.echo("The demo did not finish: see the worker output above.", err=True)
-        return 1
-    return 0
+    return bool(performed == EXPECTED_PERFORMED)
 
 
-def _start_worker(backend: str, workdir: Path) -> subprocess.Popen[bytes] | None:
-    if backend in ("inline", "test"):
-        return None
-    settings = config.settings()
-    spec = settings.backends[config.DEFAULT_ALIAS]
+def _start_worker(workdir: Path) -> subprocess.Popen[bytes]:
+    spec = config.settings().backends[DEFAULT_BACKEND]
     env = dict(os.environ)
     env.update(
-        UNIJOB_BACKEND=spec.backend,
+        UNIJOB_ADAPTER=spec.adapter,
         UNIJOB_IMPORTS=__name__,
         UNIJOB_OPTIONS=json.dumps(dict(spec.options)),
     )

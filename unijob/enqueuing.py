@@ -1,36 +1,47 @@
-"""Enqueueing one job: option checks against the adapter's capabilities, serialization, callbacks."""
+"""Enqueueing: one job (``perform_later``), many (``perform_all_later``), and the ``bulk()`` block.
+
+Every job goes through :func:`prepare`: its options are checked against what the adapter can
+honour, and its envelope is built, before anything reaches a backend.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import warnings
+from collections.abc import Generator, Iterable, Iterator
 
-from unijob import config, events, serializers
-from unijob.adapters.base import Adapter
+from unijob import config, events, middleware
+from unijob.adapters.base import Adapter, EnqueueOutcome
+from unijob.core import BaseJob
 from unijob.envelope import Envelope
-from unijob.errors import EnqueueError, SerializationError, UnsupportedOptionError
-from unijob.job import Job
+from unijob.errors import EnqueueError, Error, UnsupportedOptionError
+from unijob.scheduling import utcnow
+
+_buffer: contextvars.ContextVar[list[BaseJob] | None] = contextvars.ContextVar("unijob_bulk_buffer", default=None)
+_warned_main: set[str] = set()
 
 
-def enqueue(job: Job) -> Job:
-    from unijob.batches import join_current
-    from unijob.bulk import current_buffer
-
-    join_current(job)
-    buffer = current_buffer()
+def enqueue(job: BaseJob) -> BaseJob:
+    """Enqueue one job on its backend, or into the open ``unijob.bulk()`` block. Raises
+    :class:`EnqueueError` when the backend does not take it; the job records the error either way."""
+    middleware.before_enqueue(job)
+    buffer = _buffer.get()
     if buffer is not None:
-        serialize_arguments(job)  # fail at the call site, not when the block ends
+        job.serialize_arguments()  # fail at the call site, not when the block ends
         buffer.append(job)
         return job
     adapter = config.get_adapter(job.backend)
 
     def proceed() -> None:
-        envelope = prepare(job, adapter)
         try:
-            job.provider_job_id = adapter.enqueue(envelope)
-        except EnqueueError as error:
+            job.provider_job_id = adapter.enqueue(prepare(job, adapter, utcnow()))
+        except Error as error:
             job.enqueue_error = error
-            events.emit(events.Event("enqueue", job=job, adapter=adapter, error=error))
+            middleware.enqueue_failed(job, error)
+            if isinstance(error, EnqueueError):
+                events.emit(events.Event("enqueue", job=job, adapter=adapter, error=error))
             raise
         job.successfully_enqueued = True
         job.enqueue_error = None
@@ -43,79 +54,136 @@ def enqueue(job: Job) -> Job:
     return job
 
 
-def prepare(job: Job, adapter: Adapter) -> Envelope:
-    """Check the job's options against what the backend can honour and build its envelope.
+def prepare(job: BaseJob, adapter: Adapter, now: dt.datetime) -> Envelope:
+    """Check the job's options against what the adapter can honour and build its envelope.
     Raises before anything reaches the backend."""
-    now = dt.datetime.now(dt.timezone.utc)
-    if job.wait is not None:
-        job.scheduled_at = now + job.wait
-    elif job.wait_until is not None:
-        job.scheduled_at = job.wait_until
     capabilities = adapter.capabilities
+    scheduled_at = job.schedule(now)
     if job.priority is not None and not capabilities.priority:
-        _unsupported(job, adapter, "priority", f"priority={job.priority}")
+        # A job class's own priority is a hint, so the same job runs on every backend; a priority
+        # asked for with set() is a request, refused where it cannot be honoured.
+        if job.priority_requested:
+            _unsupported(job, adapter, "priority", f"priority={job.priority}")
         job.priority = None
-    if job.scheduled_at is not None and job.scheduled_at > now:
-        if not capabilities.delay:
-            _unsupported(job, adapter, "wait", "a delay (wait/wait_until)")
-            job.scheduled_at = None
-        elif capabilities.max_delay is not None and job.scheduled_at - now > capabilities.max_delay:
-            _unsupported(job, adapter, "wait", f"a delay longer than {capabilities.max_delay}")
-            job.scheduled_at = now + capabilities.max_delay
-    args, kwargs = serialize_arguments(job)
-    job.enqueued_at = now
-    return Envelope(
-        job=job.name,
-        job_id=job.job_id,
-        args=args,
-        kwargs=kwargs,
-        queue=job.queue,
-        priority=job.priority,
-        enqueued_at=now,
-        scheduled_at=job.scheduled_at,
-        executions=job.executions,
-        exception_executions=dict(job.exception_executions),
-        batch_id=job.batch_id,
-    )
+    if scheduled_at is not None and scheduled_at > now and not capabilities.delay:
+        _unsupported(job, adapter, "wait", "a delay (wait/wait_until)")
+        job.scheduled_at = None
+    if not capabilities.in_process and job.name.startswith("__main__.") and job.name not in _warned_main:
+        _warned_main.add(job.name)
+        warnings.warn(
+            f"{job.display_name} is defined in __main__, which a worker never imports, so it will refuse the job; "
+            "define it in a module listed in the 'imports' setting",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return job.to_envelope(now)
 
 
-def serialize_arguments(job: Job) -> tuple[list[object], dict[str, object]]:
-    if job.serialized is None:
-        try:
-            job.serialized = serializers.dumps_args(job.args, job.kwargs)
-        except serializers.NotSerializable as exc:
-            error = SerializationError(
-                f"{job.display_name}: argument {_argument_path(job, exc.path)} of type "
-                f"{type(exc.value).__qualname__} is not serializable; "
-                "register a serializer with unijob.serializers.register"
-            )
-            job.enqueue_error = error
-            raise error from None
-    return job.serialized
-
-
-def _argument_path(job: Job, path: str) -> str:
-    """``args[0]['owner']`` becomes ``filters['owner']`` when the first parameter is ``filters``."""
-    if not path.startswith("args["):
-        return path
-    index_text, _, rest = path[5:].partition("]")
-    signature = job.signature()
-    if signature is None:
-        return path
-    positional = [
-        p.name
-        for p in signature.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
-    ]
-    index = int(index_text)
-    return positional[index] + rest if index < len(positional) else path
-
-
-def _unsupported(job: Job, adapter: Adapter, option: str, what: str) -> None:
+def _unsupported(job: BaseJob, adapter: Adapter, option: str, what: str) -> None:
     message = (
-        f"{job.display_name}: the {adapter.name} backend ({adapter.alias!r}) cannot honour {what}; "
+        f"{job.display_name}: the {adapter.name} adapter (backend {adapter.alias!r}) cannot honour {what}; "
         f"remove the '{option}' option or choose a backend that supports it"
     )
     if config.settings().on_unsupported == "error":
         raise UnsupportedOptionError(message)
-    warnings.warn(message + " (ignored, on_unsupported='warn')", RuntimeWarning, stacklevel=4)
+    warnings.warn(message + " (ignored, on_unsupported='warn')", RuntimeWarning, stacklevel=5)
+
+
+# --- many jobs --------------------------------------------------------------------------------------
+
+
+def perform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None) -> int:
+    """Enqueue many jobs through each backend's native bulk path; returns how many were enqueued.
+
+    ``jobs`` may be any iterable, a generator included: it is consumed in chunks of
+    ``chunk_size`` (default: the ``bulk_chunk_size`` setting, 1000), so memory stays bounded.
+    Each job records ``successfully_enqueued`` and ``enqueue_error``. Enqueue callbacks do not run.
+    """
+    size = config.settings().bulk_chunk_size if chunk_size is None else chunk_size
+    if type(size) is not int or size < 1:
+        raise ValueError(f"perform_all_later: chunk_size must be a whole number of at least 1, not {size!r}")
+    enqueued = 0
+    # A backend whose broker refused a whole chunk is not asked again in this call: each later
+    # chunk would only wait for its own connect timeout. Its remaining jobs report that error.
+    unreachable: dict[str, EnqueueError] = {}
+    for chunk in _chunks(jobs, size):
+        by_backend: dict[str, list[BaseJob]] = {}
+        for job in chunk:
+            middleware.before_enqueue(job)
+            by_backend.setdefault(job.backend, []).append(job)
+        for backend, group in by_backend.items():
+            enqueued += _enqueue_group(backend, group, unreachable)
+    return enqueued
+
+
+def _enqueue_group(backend: str, jobs: list[BaseJob], unreachable: dict[str, EnqueueError]) -> int:
+    adapter = config.get_adapter(backend)
+    now = utcnow()
+    ready: list[BaseJob] = []
+    envelopes: list[Envelope] = []
+    for job in jobs:
+        try:
+            envelopes.append(prepare(job, adapter, now))
+        except Error as error:  # reported on this job; the others still go
+            _record(job, EnqueueOutcome(error=error))
+            continue
+        ready.append(job)
+    if backend in unreachable:
+        outcomes = [EnqueueOutcome(error=unreachable[backend])] * len(envelopes)
+    else:
+        outcomes = adapter.enqueue_all(envelopes) if envelopes else []
+        if outcomes and all(isinstance(outcome.error, EnqueueError) for outcome in outcomes):
+            unreachable[backend] = outcomes[-1].error  # type: ignore[assignment]
+    if len(outcomes) != len(ready):
+        raise RuntimeError(f"{type(adapter).__name__}.enqueue_all returned {len(outcomes)} outcomes for {len(ready)} jobs")
+    count = 0
+    for job, outcome in zip(ready, outcomes, strict=True):
+        _record(job, outcome)
+        count += job.successfully_enqueued
+    if events.has_subscribers("enqueue_all"):
+        events.emit(events.Event("enqueue_all", jobs=jobs, adapter=adapter))
+    return count
+
+
+def _record(job: BaseJob, outcome: EnqueueOutcome) -> None:
+    job.provider_job_id = outcome.provider_job_id
+    job.enqueue_error = outcome.error
+    job.successfully_enqueued = outcome.error is None
+    if outcome.error is not None:
+        middleware.enqueue_failed(job, outcome.error)
+
+
+def _chunks(items: Iterable[BaseJob], size: int) -> Generator[list[BaseJob], None, None]:
+    chunk: list[BaseJob] = []
+    for item in items:
+        if not isinstance(item, BaseJob):
+            raise TypeError(f"perform_all_later takes jobs built with job.new(...), not {item!r}")
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[list[BaseJob]]:
+    """Buffer every ``perform_later`` in the block; enqueue them all in bulk when it ends.
+
+    An exception in the block enqueues nothing. Nested blocks flush once, at the outermost.
+    The block yields the buffered jobs; after it, each has its enqueue status.
+    """
+    outer = _buffer.get()
+    if outer is not None:
+        yield outer
+        return
+    buffer: list[BaseJob] = []
+    token = _buffer.set(buffer)
+    try:
+        yield buffer
+    except BaseException:
+        _buffer.reset(token)
+        raise
+    _buffer.reset(token)
+    if buffer:
+        perform_all_later(buffer)

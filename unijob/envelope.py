@@ -112,11 +112,6 @@ class Envelope:
             raise EnvelopeError(f"a unijob envelope must be JSON: {exc}") from exc
         return cls.from_dict(data)
 
-    @classmethod
-    def from_parts(cls, meta: Mapping[str, Any], args: list[Any], kwargs: dict[str, Any]) -> Envelope:
-        """Rebuild an envelope from native headers plus the native call's arguments."""
-        return cls.from_dict({**meta, "args": list(args), "kwargs": dict(kwargs)})
-
 
 def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
     value = data[key]

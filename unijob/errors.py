@@ -35,6 +35,10 @@ class EnqueueError(Error):
     """The backend did not accept a job. Nothing is reported enqueued that was not."""
 
 
+class BrokerUnavailableError(Error):
+    """A worker command could not reach its broker; the message names the backend and the URL."""
+
+
 class UnsupportedOptionError(Error):
     """A backend cannot honour an option (priority, delay, ...) that the job asked for."""
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from unijob.adapters.base import Adapter
-    from unijob.job import Job
+    from unijob.core import BaseJob as Job
 
 EventName = Literal["enqueue", "enqueue_all", "perform_start", "perform", "retry", "discard"]
 EVENT_NAMES: Final = ("enqueue", "enqueue_all", "perform_start", "perform", "retry", "discard")

@@ -1,27 +1,25 @@
-"""The one execution path every adapter uses: decode, look up, deserialize, perform, handle errors."""
+"""Execution: the one path every backend runs a job through (decode, look up, perform, handle errors)."""
 
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from unijob import config, events, registry, serializers
+from unijob import config, events, middleware, registry
+from unijob.adapters.base import Adapter
+from unijob.core import BaseJob
+from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
-from unijob.errors import Error, UnknownJobError
-from unijob.job import Job
-
-if TYPE_CHECKING:
-    from unijob.adapters.base import Adapter
+from unijob.errors import EnqueueError, Error, UnknownJobError
 
 logger = logging.getLogger("unijob")
-_current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("unijob_current_job", default=None)
+_current_job: contextvars.ContextVar[BaseJob | None] = contextvars.ContextVar("unijob_current_job", default=None)
 
 
-def current_job() -> Job | None:
+def current_job() -> BaseJob | None:
     """The job being performed in this thread or task, if any."""
     return _current_job.get()
 
@@ -43,26 +41,10 @@ def execute(payload: Envelope | Mapping[str, Any] | str | bytes, *, adapter: Ada
     except UnknownJobError as error:
         logger.error("Refused job %r (Job ID: %s): %s", envelope.job, envelope.job_id, error)
         raise
-    return perform(load_job(job_class, envelope), adapter=adapter)
+    return perform_now(job_class.from_envelope(envelope), adapter=adapter)
 
 
-def load_job(job_class: type[Job], envelope: Envelope) -> Job:
-    args, kwargs = serializers.loads_args(envelope.args, envelope.kwargs)
-    job = job_class(*args, **kwargs)
-    job.job_id = envelope.job_id
-    job.queue = envelope.queue
-    job.priority = envelope.priority
-    job.enqueued_at = envelope.enqueued_at
-    job.scheduled_at = envelope.scheduled_at
-    job.executions = envelope.executions
-    job.exception_executions = dict(envelope.exception_executions)
-    job.batch_id = envelope.batch_id
-    job.serialized = (envelope.args, envelope.kwargs)
-    job.successfully_enqueued = True
-    return job
-
-
-def perform(job: Job, *, adapter: Adapter | None = None) -> Any:
+def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
     """Perform a job with its callbacks and retry/discard policies. Returns what ``perform`` returned
     (``None`` when the job was retried or discarded); raises when the job failed for good."""
     adapter = adapter or _adapter_for(job)
@@ -71,25 +53,20 @@ def perform(job: Job, *, adapter: Adapter | None = None) -> Any:
     events.emit(events.Event("perform_start", job=job, adapter=adapter))
     started = time.perf_counter()
     try:
-        result = _run(job)
+        job.before_perform()
+        result = job.around_perform(lambda: job.perform(*job.args, **job.kwargs))
+        job.after_perform()
     except Exception as error:
         _handle_failure(job, error, adapter, time.perf_counter() - started)
         return None
     finally:
         _current_job.reset(token)
     events.emit(events.Event("perform", job=job, adapter=adapter, duration=time.perf_counter() - started, outcome="success"))
-    _batch_progress(job, succeeded=True)
+    middleware.after_finish(job, True)
     return result
 
 
-def _run(job: Job) -> Any:
-    job.before_perform()
-    result = job.around_perform(lambda: job.perform(*job.args, **job.kwargs))
-    job.after_perform()
-    return result
-
-
-def _handle_failure(job: Job, error: Exception, adapter: Adapter | None, duration: float) -> None:
+def _handle_failure(job: BaseJob, error: Exception, adapter: Adapter | None, duration: float) -> None:
     """Retry, discard, or re-raise ``error`` so that the backend records the failure."""
     for policy in job.retry_policies():
         if policy.matches(error):
@@ -99,7 +76,12 @@ def _handle_failure(job: Job, error: Exception, adapter: Adapter | None, duratio
                 wait = policy.delay(used)
                 events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome="retry"))
                 events.emit(events.Event("retry", job=job, adapter=adapter, error=error, wait=wait))
-                retry_job(job, wait)
+                try:
+                    enqueue(job.next_attempt(wait))
+                except EnqueueError as lost:  # the retry never reached the backend: this failure is final
+                    lost.__context__ = error
+                    _discard(job, lost, adapter, duration, "error")
+                    raise
                 return
             break  # attempts exhausted: a final failure
     else:
@@ -110,39 +92,19 @@ def _handle_failure(job: Job, error: Exception, adapter: Adapter | None, duratio
     raise error
 
 
-def _discard(job: Job, error: Exception, adapter: Adapter | None, duration: float, outcome: Literal["discard", "error"]) -> None:
+def _discard(
+    job: BaseJob, error: BaseException, adapter: Adapter | None, duration: float, outcome: Literal["discard", "error"]
+) -> None:
     events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome=outcome))
     events.emit(events.Event("discard", job=job, adapter=adapter, error=error))
     try:
         job.after_discard(error)
     finally:
-        _batch_progress(job, succeeded=False)
+        middleware.after_finish(job, False)
 
 
-def retry_job(job: Job, wait: float) -> Job:
-    """Enqueue the next attempt through the job's own adapter, after ``wait`` seconds."""
-    from unijob.enqueuing import enqueue
-
-    retry = type(job)(*job.args, **job.kwargs)
-    retry.job_id = job.job_id
-    retry.queue, retry.priority, retry.backend = job.queue, job.priority, job.backend
-    retry.executions = job.executions
-    retry.exception_executions = dict(job.exception_executions)
-    retry.batch_id = job.batch_id
-    retry.serialized = job.serialized
-    retry.wait = dt.timedelta(seconds=wait) if wait > 0 else None
-    return enqueue(retry)
-
-
-def _adapter_for(job: Job) -> Adapter | None:
+def _adapter_for(job: BaseJob) -> Adapter | None:
     try:
         return config.get_adapter(job.backend)
     except Error:  # perform_now of a job whose backend is not configured here still runs
         return None
-
-
-def _batch_progress(job: Job, *, succeeded: bool) -> None:
-    if job.batch_id is not None:
-        from unijob import batches
-
-        batches.job_finished(job, succeeded=succeeded)

@@ -10,7 +10,7 @@ from unijob import config, events
 from unijob.events import Event
 
 if TYPE_CHECKING:
-    from unijob.job import Job
+    from unijob.core import BaseJob as Job
 
 logger = logging.getLogger("unijob")
 
@@ -37,22 +37,22 @@ def _took(event: Event) -> str:
 
 def _on_enqueue(event: Event) -> None:
     job = event.job
-    if job is None or not logger.isEnabledFor(logging.INFO):
+    if job is None:
         return
-    if event.error is not None:
+    if event.error is not None:  # errors log whatever the level of the success lines
         logger.error("Failed enqueuing %s to %s: %s", job.display_name, _where(event, job), _error(event.error))
+        return
+    if not logger.isEnabledFor(logging.INFO):
         return
     at = f" at {job.scheduled_at.isoformat()}" if job.scheduled_at else ""
     logger.info("Enqueued %s (Job ID: %s) to %s%s%s", job.display_name, job.job_id, _where(event, job), at, _arguments(job))
 
 
 def _on_enqueue_all(event: Event) -> None:
-    if not logger.isEnabledFor(logging.INFO):
-        return
     adapter = event.adapter.display_name if event.adapter else "?"
     enqueued = [job for job in event.jobs if job.successfully_enqueued]
     failed = len(event.jobs) - len(enqueued)
-    if enqueued:
+    if enqueued and logger.isEnabledFor(logging.INFO):
         counts = Counter(job.display_name for job in enqueued)
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         logger.info("Enqueued %d job%s to %s (%s)", len(enqueued), "" if len(enqueued) == 1 else "s", adapter, summary)

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 from unijob.errors import UnknownJobError
 
 if TYPE_CHECKING:
-    from unijob.job import Job
+    from unijob.core import BaseJob
 
-_jobs: dict[str, type[Job]] = {}
+_jobs: dict[str, type[BaseJob]] = {}
 
 
-def register(job_class: type[Job]) -> None:
+def register(job_class: type[BaseJob]) -> None:
     name = job_class.name
     existing = _jobs.get(name)
     if existing is not None and existing is not job_class and _origin(existing) != _origin(job_class):
@@ -22,7 +22,7 @@ def register(job_class: type[Job]) -> None:
     _jobs[name] = job_class
 
 
-def lookup(name: str) -> type[Job]:
+def lookup(name: str) -> type[BaseJob]:
     try:
         return _jobs[name]
     except KeyError:
@@ -36,10 +36,10 @@ def is_registered(name: str) -> bool:
     return name in _jobs
 
 
-def registered() -> dict[str, type[Job]]:
+def registered() -> dict[str, type[BaseJob]]:
     return dict(_jobs)
 
 
-def _origin(job_class: type[Job]) -> str:
+def _origin(job_class: type[BaseJob]) -> str:
     target = getattr(job_class, "function", job_class)
     return f"{target.__module__}.{target.__qualname__}"

@@ -34,12 +34,15 @@ JSON = Any  # a JSON-compatible value; recursive aliases add nothing for callers
 
 
 class NotSerializable(Exception):
-    """Raised inside the walk; carries the path of the offending value for a good message."""
+    """Raised inside the walk; carries the path of the offending value and why, for a good message."""
 
-    def __init__(self, path: str, value: object) -> None:
+    def __init__(self, path: str, value: object, reason: str | None = None) -> None:
         super().__init__(path)
         self.path = path
         self.value = value
+        self.reason = reason or (
+            f"of type {type(value).__qualname__} is not serializable; register a serializer with unijob.serializers.register"
+        )
 
 
 class _Codec(NamedTuple):
@@ -109,10 +112,7 @@ def dump(value: Any, name: str = "value") -> JSON:
     try:
         return _dump(value, name)
     except NotSerializable as exc:
-        raise SerializationError(
-            f"{exc.path} of type {type(exc.value).__qualname__} is not serializable; "
-            "register a serializer with unijob.serializers.register"
-        ) from None
+        raise SerializationError(f"{exc.path} {exc.reason}") from None
 
 
 def load(data: JSON) -> Any:

@@ -1,25 +1,52 @@
-"""What every native worker needs before it runs unijob jobs: the application's job modules."""
+"""The worker side, shared by every backend: what a stock worker needs to run unijob jobs.
+
+- :func:`load_jobs` imports the application's job modules (the ``imports`` setting).
+- :func:`serve` finds the configured backend a worker serves, and checks its adapter.
+- :func:`envelope_from_native` rebuilds a job's envelope from a native message.
+- :func:`deliver` runs a delivered job, or sends it on when it came early (a long delay's hop).
+- :func:`launch` is ``unijob worker``: the stock worker's command line, and ``--burst``.
+
+Each backend's own half lives in ``unijob/adapters/<name>_worker.py``: the native registration
+and, for :func:`launch`, ``command(adapter, queues, concurrency)`` and
+``pending(adapter, queues, within)`` (jobs waiting, running, or due within ``within`` seconds).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final, TypeVar
 
-from unijob import config, registry
-from unijob.job import Job
+from unijob import config, registry, scheduling
+from unijob.adapters.base import Adapter, add_working_directory_to_path
+from unijob.constants import DEFAULT_QUEUE
+from unijob.core import BaseJob
+from unijob.envelope import FORMAT_VERSION, Envelope
+from unijob.errors import BrokerUnavailableError, ConfigurationError
+from unijob.execution import execute
 
+BURST_POLL_SECONDS: Final = 0.5
+BURST_HORIZON_SECONDS: Final = 5.0  # --burst waits for delayed jobs due this soon
+
+_AdapterT = TypeVar("_AdapterT", bound=Adapter)
 _loaded: set[str] = set()
 
 
-def load_jobs(modules: Sequence[str] | None = None) -> dict[str, type[Job]]:
+def load_jobs(modules: Sequence[str] | None = None) -> dict[str, type[BaseJob]]:
     """Import the configured job modules (the ``imports`` setting) and return the registry.
 
     Stock workers call this once at start; it is idempotent. The working directory is put on
     ``sys.path`` first, as ``celery -A`` and ``rq worker`` do, so ``imports=["app.jobs"]`` works.
     """
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
+    add_working_directory_to_path()
     for name in modules if modules is not None else config.settings().imports:
         if name not in _loaded:
             importlib.import_module(name)
@@ -27,7 +54,127 @@ def load_jobs(modules: Sequence[str] | None = None) -> dict[str, type[Job]]:
     return registry.registered()
 
 
-def queues_of(jobs: dict[str, type[Job]]) -> list[str]:
-    """Every queue a registered job names by default, ``default`` first."""
-    names = {"default"} | {job.queue for job in jobs.values()}
-    return ["default", *sorted(names - {"default"})]
+def queues_of(jobs: Mapping[str, type[BaseJob]]) -> list[str]:
+    """Every queue a registered job names by default, sorted (``default`` alone when there are none)."""
+    return sorted({job.queue for job in jobs.values()}) or [DEFAULT_QUEUE]
+
+
+def serve(backend: str, kind: type[_AdapterT], command: str) -> _AdapterT:
+    """The adapter of the configured backend a stock worker serves, which must be of ``kind``."""
+    adapter = config.get_adapter(backend)
+    if not isinstance(adapter, kind):
+        raise ConfigurationError(
+            f"{command} serves a {kind.name} backend, but backend {backend!r} runs on {adapter.name!r}; "
+            "set UNIJOB_ADAPTER (or adapter in [tool.unijob]) or name another backend"
+        )
+    return adapter
+
+
+def envelope_from_native(
+    job: str,
+    meta: object,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    native_id: str,
+    queue: str | None = None,
+    enqueued_at: str | None = None,
+    priority: int | None = None,
+) -> Envelope:
+    """The envelope of a delivered message. ``job`` is the native task or actor name, which decides
+    what runs whatever the metadata says. A message sent by plain native code (no unijob metadata)
+    is a fresh execution of the job; ``native_id``, ``queue``, ``enqueued_at`` and ``priority``
+    are what the native message says of itself."""
+    if isinstance(meta, Mapping):
+        data = {**meta}
+        data.setdefault("id", native_id)  # left out on the wire where it is the native id
+    else:
+        fallback_queue = queue or (registry.lookup(job).queue if registry.is_registered(job) else DEFAULT_QUEUE)
+        data = {"v": FORMAT_VERSION, "id": native_id, "queue": fallback_queue, "priority": priority, "enqueued_at": enqueued_at}
+    data.update(job=job, args=list(args), kwargs=dict(kwargs))
+    return Envelope.from_dict(data)
+
+
+def deliver(adapter: Adapter, envelope: Envelope) -> Any:
+    """Run a delivered job, unless it came before its time: then it is a hop of a long delay, and
+    travels on (re-enqueued) instead. Raises :class:`EnqueueError` when the hop could not be sent."""
+    if scheduling.is_early(envelope.scheduled_at):
+        adapter.enqueue(envelope)
+        return None
+    return execute(envelope, adapter=adapter)
+
+
+def console_script(name: str, module: str | None = None) -> list[str]:
+    """The command of a native console script: the one installed beside this Python, else on
+    ``PATH``, else ``python -m module``."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    return [sys.executable, "-m", module] if module else [name]
+
+
+# --- unijob worker ------------------------------------------------------------------------------
+
+
+def worker_module(adapter: Adapter) -> ModuleType:
+    if adapter.worker_module is None:
+        raise ConfigurationError(
+            f"the {adapter.name} adapter (backend {adapter.alias!r}) runs jobs in the process that enqueues them; "
+            "it has no worker to start"
+        )
+    return importlib.import_module(adapter.worker_module)
+
+
+def launch(backend: str, queues: Sequence[str] | None, concurrency: int | None, burst: bool, echo: Callable[[str], None]) -> int:
+    """Start the stock worker of ``backend`` (replacing this process), or with ``burst`` run it
+    until nothing is pending on its queues; returns the exit status."""
+    jobs = load_jobs()
+    adapter = config.get_adapter(backend)
+    module = worker_module(adapter)
+    names = list(queues) if queues else queues_of(jobs)
+    argv: list[str] = module.command(adapter, names, concurrency)
+    pending = _pending_counter(adapter, module, names)
+    if burst:
+        pending()  # an unreachable broker fails here, in one line, before a worker starts
+    echo(f"unijob: {len(jobs)} job(s) registered; starting: {' '.join(argv)}")
+    if not burst:
+        os.execvp(argv[0], argv)
+    process = subprocess.Popen(argv)
+    try:
+        return _run_until_drained(process, pending)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _pending_counter(adapter: Adapter, module: ModuleType, queues: Sequence[str]) -> Callable[[], int]:
+    def pending() -> int:
+        try:
+            return int(module.pending(adapter, queues, BURST_HORIZON_SECONDS))
+        except Exception as exc:
+            raise BrokerUnavailableError(
+                f"{adapter.display_name} at {adapter.safe_url} (backend {adapter.alias!r}) is unreachable: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    return pending
+
+
+def _run_until_drained(process: subprocess.Popen[bytes], pending: Callable[[], int]) -> int:
+    """Stop the worker (warm shutdown) once nothing is pending on two polls in a row."""
+    idle_polls = 0
+    while process.poll() is None:
+        idle_polls = idle_polls + 1 if pending() == 0 else 0
+        if idle_polls >= 2:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+                return 0
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return 1
+        time.sleep(BURST_POLL_SECONDS)
+    return process.returncode

@@ -80,7 +80,7 @@ def register_native(app: celery.Celery) -> tuple[celery.Task, celery.Task]:
 
 def worker_app() -> celery.Celery:
     """The worker's app: unijob's, with the native tasks registered on it as well."""
-    from unijob.adapters.celery import worker_app as unijob_app
+    from unijob.adapters.celery_worker import worker_app as unijob_app
 
     app = unijob_app()
     register_native(app)
@@ -102,10 +102,10 @@ class CeleryTarget:
         self.noop, self.counted = register_native(self.app)
 
     def configuration(self) -> dict[str, Any]:
-        return {"backend": "celery", "url": self.url}
+        return {"adapter": "celery", "url": self.url}
 
     def worker_env(self) -> dict[str, str]:
-        return {"UNIJOB_BACKEND": "celery", "UNIJOB_URL": self.url}
+        return {"UNIJOB_ADAPTER": "celery", "UNIJOB_URL": self.url}
 
     def flush(self) -> None:
         if self.amqp:

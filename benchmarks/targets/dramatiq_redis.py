@@ -88,10 +88,10 @@ class DramatiqTarget:
         return self._actors
 
     def configuration(self) -> dict[str, Any]:
-        return {"backend": "dramatiq", "url": self.url}
+        return {"adapter": "dramatiq", "url": self.url}
 
     def worker_env(self) -> dict[str, str]:
-        return {"UNIJOB_BACKEND": "dramatiq", "UNIJOB_URL": self.url}
+        return {"UNIJOB_ADAPTER": "dramatiq", "UNIJOB_URL": self.url}
 
     def flush(self) -> None:
         redis.Redis.from_url(self.url).flushdb()  # db 10 is the Dramatiq benchmark's own

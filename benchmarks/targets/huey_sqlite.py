@@ -28,7 +28,7 @@ from typing import Any
 import huey
 
 from benchmarks.jobs import count_one
-from unijob.adapters.huey import JsonSerializer
+from unijob.adapters.huey_wire import JsonSerializer
 
 PATH = Path(os.environ.get("UNIJOB_BENCH_HUEY_PATH", "/tmp/unijob-bench/huey.sqlite3"))
 NAME = "unijob"  # the Huey queue unijob's adapter uses by default
@@ -53,10 +53,10 @@ class HueySqlite:
     name = "huey-sqlite"
 
     def configuration(self) -> dict[str, Any]:
-        return {"backend": "huey", "path": str(PATH)}
+        return {"adapter": "huey", "path": str(PATH)}
 
     def worker_env(self) -> dict[str, str]:
-        return {"UNIJOB_BACKEND": "huey", "UNIJOB_OPTIONS": json.dumps({"path": str(PATH)})}
+        return {"UNIJOB_ADAPTER": "huey", "UNIJOB_OPTIONS": json.dumps({"path": str(PATH)})}
 
     def flush(self) -> None:
         with sqlite3.connect(PATH, timeout=30) as conn:

@@ -59,10 +59,10 @@ class RQTarget:
         return self._queue
 
     def configuration(self) -> dict[str, Any]:
-        return {"backend": "rq", "url": URL}
+        return {"adapter": "rq", "url": URL}
 
     def worker_env(self) -> dict[str, str]:
-        return {"UNIJOB_BACKEND": "rq", "UNIJOB_URL": URL}
+        return {"UNIJOB_ADAPTER": "rq", "UNIJOB_URL": URL}
 
     def flush(self) -> None:
         # db 9 is the RQ benchmark's own; ASYNC: freeing a million jobs outlasts the socket timeout

@@ -38,8 +38,9 @@ from tests.harnesses.celery_rabbitmq import VHOST
 from tests.harnesses.celery_redis import URL as REDIS_URL
 from tests.harnesses.celery_redis import CeleryRedisHarness
 from unijob import config, serializers
-from unijob.adapters import celery as celery_adapter
-from unijob.adapters.celery import CeleryAdapter, register_jobs
+from unijob.adapters import celery_wire
+from unijob.adapters.celery import CeleryAdapter
+from unijob.adapters.celery_worker import pending, register_jobs
 from unijob.envelope import Envelope
 
 BROKERS = ["celery-redis", "celery-rabbitmq"]
@@ -113,8 +114,8 @@ def test_a_job_is_an_ordinary_celery_task_message(configured: Harness, token: st
     # a delay of 2 h reaches the broker as its first hop only (see the visibility timeout test)
     assert job.enqueued_at is not None
     hop = dt.datetime.fromisoformat(message.headers["eta"]) - job.enqueued_at
-    assert abs(hop.total_seconds() - celery.max_eta) < 5
-    assert celery.max_eta == (1800 if configured.name == "celery-redis" else 900)
+    assert abs(hop.total_seconds() - celery.max_hold.total_seconds()) < 5
+    assert celery.max_hold.total_seconds() == (1800 if configured.name == "celery-redis" else 900)
 
     # a retry is its own native task: <job id>-<executions>; close() releases, the next use reconnects
     celery.close()
@@ -148,7 +149,7 @@ def test_jobs_run_in_priority_order_and_a_burst_worker_drains_and_exits(configur
         jobs.echo.set(queue=queue, priority=priority).perform_later(token, priority)
     delayed = jobs.echo.set(queue=queue, wait=6).perform_later(token, "delayed")  # due within the burst horizon
     # RabbitMQ routes a publish after the call returns: wait (bounded) until all five are counted
-    wait_until(lambda: adapter().pending_jobs([queue], 5) == 5, timeout=10, message="five pending jobs")
+    wait_until(lambda: pending(adapter(), [queue], 5) == 5, timeout=10, message="five pending jobs")
 
     started = time.time()
     done = subprocess.run(
@@ -164,7 +165,7 @@ def test_jobs_run_in_priority_order_and_a_burst_worker_drains_and_exits(configur
     assert [p for p in ran if p != "delayed"] == [100, 50, None, -100]
     assert delayed.scheduled_at is not None
     assert records[ran.index("delayed")]["at"] >= delayed.scheduled_at.timestamp()
-    assert adapter().pending_jobs([queue], 5) == 0
+    assert pending(adapter(), [queue], 5) == 0
     assert time.time() - started < 60
 
 
@@ -189,7 +190,7 @@ def test_a_long_delay_hops_below_the_visibility_timeout_and_runs_once(token: str
     try:
         native = uuid.uuid4().hex
         with harness.configured():
-            assert adapter().max_eta == 2
+            assert adapter().max_hold.total_seconds() == 2
             started = time.time()
             job = jobs.echo.set(wait=9).perform_later(token, "unijob")
             eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=9)
@@ -246,7 +247,7 @@ def test_plain_celery_code_can_send_a_job(running: Harness, token: str) -> None:
 def test_an_unreachable_broker_fails_fast_naming_the_url(scheme: str, token: str) -> None:
     port = free_port()
     url = f"redis://:hunter2@127.0.0.1:{port}/1" if scheme == "redis" else f"amqp://guest:hunter2@127.0.0.1:{port}/{VHOST}"
-    with config.override(backend="celery", url=url, imports=["tests.jobs"]):
+    with config.override(adapter="celery", url=url, imports=["tests.jobs"]):
         started = time.monotonic()
         with pytest.raises(unijob.EnqueueError) as caught:
             jobs.ping.perform_later(token)
@@ -286,7 +287,7 @@ def test_bulk_goes_in_one_round_trip_per_chunk_and_reports_each_job_when_redis_d
             built.append(job)
             yield job
 
-    with config.override(backend="celery", url=url, imports=["tests.jobs"]):
+    with config.override(adapter="celery", url=url, imports=["tests.jobs"]):
         assert adapter().capabilities.native_bulk
         started = time.monotonic()
         assert unijob.perform_all_later(jobs_that_kill_the_broker(), chunk_size=5) == 10
@@ -310,7 +311,7 @@ def test_a_loop_of_perform_later_reuses_its_connections(token: str) -> None:
     def connections() -> int:
         return sum(1 for entry in client.client_list() if entry.get("name") == name)
 
-    with config.override(backend="celery", url=REDIS_URL, imports=["tests.jobs"], transport_options={"client_name": name}):
+    with config.override(adapter="celery", url=REDIS_URL, imports=["tests.jobs"], transport_options={"client_name": name}):
         ref = jobs.add.set(queue=f"loop-{token}")
         ref.perform_later(1, 2)
         opened = connections()
@@ -382,19 +383,19 @@ def test_the_bulk_fast_path_writes_the_messages_celery_would(
     same jobs, message for message, but for ids, delivery tags and times."""
     client = redis.Redis.from_url(REDIS_URL)
     used: list[Any] = []
-    create = celery_adapter._RedisWire.create
+    create = celery_wire.RedisWire.create
 
     def spy(*args: Any) -> Any:
         used.append(create(*args))
         return used[-1]
 
-    monkeypatch.setattr(celery_adapter._RedisWire, "create", spy)
+    monkeypatch.setattr(celery_wire.RedisWire, "create", spy)
     fast_jobs = wire_jobs(token)
     assert unijob.perform_all_later(fast_jobs) == len(fast_jobs)
     assert used and used[-1] is not None  # the fast path ran
     fast = queued_messages(client, token)
 
-    monkeypatch.setattr(celery_adapter._RedisWire, "create", lambda *args: None)  # Celery publishes
+    monkeypatch.setattr(celery_wire.RedisWire, "create", lambda *args: None)  # Celery publishes
     assert unijob.perform_all_later(wire_jobs(token)) == len(fast_jobs)
     native = queued_messages(client, token)
 
@@ -464,7 +465,7 @@ def test_plain_repr_is_celerys_saferepr() -> None:
     ]
     for maxsize, maxlevels in ((1024, 3), (64, 3), (1024, 0), (1024, 1), (None, 3)):
         for sample in samples:
-            assert celery_adapter.plain_repr(sample, maxsize, maxlevels) == saferepr(sample, maxsize, maxlevels=maxlevels), sample
+            assert celery_wire.plain_repr(sample, maxsize, maxlevels) == saferepr(sample, maxsize, maxlevels=maxlevels), sample
 
 
 def test_publish_signals_and_routes_send_bulk_through_celery(on_redis: Harness, token: str) -> None:
@@ -493,8 +494,8 @@ def test_a_stock_worker_runs_every_bulk_job_once_with_its_queue_priority_and_del
     stock worker like any message: each job once, with its arguments, on its queue, in priority
     order, and a delayed one not before its time."""
     used: list[Any] = []
-    create = celery_adapter._RedisWire.create
-    monkeypatch.setattr(celery_adapter._RedisWire, "create", lambda *args: used.append(create(*args)) or used[-1])
+    create = celery_wire.RedisWire.create
+    monkeypatch.setattr(celery_wire.RedisWire, "create", lambda *args: used.append(create(*args)) or used[-1])
     queues = [f"bulk-{token}-a", f"bulk-{token}-b"]
     priorities = [-100, None, 100, 50, -50, 0, 100, -100]
     built = [
@@ -543,7 +544,7 @@ def test_rabbitmq_bulk_reports_the_jobs_the_broker_refused(token: str) -> None:
     full = Queue(queue, Exchange(queue), queue, queue_arguments={"x-max-length": 3, "x-overflow": "reject-publish"})
     url = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
     try:
-        with config.override(backend="celery", url=url, imports=["tests.jobs"], config={"task_queues": [full]}):
+        with config.override(adapter="celery", url=url, imports=["tests.jobs"], config={"task_queues": [full]}):
             built = [jobs.ping.set(queue=queue).new(f"{token}-{n}") for n in range(5)]
             assert unijob.perform_all_later(built) == 3
             assert [job.successfully_enqueued for job in built] == [True] * 3 + [False] * 2
@@ -551,7 +552,7 @@ def test_rabbitmq_bulk_reports_the_jobs_the_broker_refused(token: str) -> None:
                 assert isinstance(job.enqueue_error, unijob.EnqueueError) and "nack" in str(job.enqueue_error)
             jobs.ping.set(queue=queue).perform_later(token)  # no confirm by default: Celery's behaviour
         with config.override(
-            backend="celery", url=url, imports=["tests.jobs"], config={"task_queues": [full]}, confirm_publish=True
+            adapter="celery", url=url, imports=["tests.jobs"], config={"task_queues": [full]}, confirm_publish=True
         ):
             with pytest.raises(unijob.EnqueueError, match="nack"):
                 jobs.ping.set(queue=queue).perform_later(token)
@@ -566,7 +567,7 @@ def test_rabbitmq_bulk_reports_the_jobs_the_broker_refused(token: str) -> None:
 
 def test_an_existing_celery_app_is_used_by_import_path(token: str) -> None:
     require_service("redis")
-    with config.override(backend="celery", imports=["tests.jobs"], celery_app=f"{__name__}:existing_app"):
+    with config.override(adapter="celery", imports=["tests.jobs"], celery_app=f"{__name__}:existing_app"):
         celery = adapter()
         assert celery.app is existing_app and celery.url == REDIS_URL
         queue = f"existing-{token}"

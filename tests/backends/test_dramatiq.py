@@ -32,7 +32,9 @@ from tests import jobs
 from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, wait_until
 from tests.harnesses import dramatiq_rabbitmq, dramatiq_redis
 from unijob import config, registry, serializers
-from unijob.adapters.dramatiq import DramatiqAdapter, command_line_queues, encode_fields
+from unijob.adapters.dramatiq import DramatiqAdapter
+from unijob.adapters.dramatiq_wire import encode_fields
+from unijob.adapters.dramatiq_worker import command, command_line_queues, declare_actors, pending
 from unijob.envelope import Envelope
 
 REDIS_URL = dramatiq_redis.URL
@@ -129,10 +131,10 @@ def test_a_delay_uses_dramatiqs_delay_queue_with_an_eta(on_redis: DramatiqAdapte
     (wire,) = redis_messages(f"{queue}.DQ")
     assert wire["message_id"] == job.job_id
     assert before + 60_000 <= wire["options"]["eta"] <= time.time() * 1000 + 60_001
-    assert on_redis.pending_jobs([queue], within=5) == 0  # not due soon
-    assert on_redis.pending_jobs([queue], within=61) == 1
+    assert pending(on_redis, [queue], within=5) == 0  # not due soon
+    assert pending(on_redis, [queue], within=61) == 1
     redis.Redis.from_url(REDIS_URL).hset(f"dramatiq:{queue}.DQ.msgs", "unreadable", b"not json")
-    assert on_redis.pending_jobs([queue], within=5) == 1  # counted, rather than stopping a burst worker early
+    assert pending(on_redis, [queue], within=5) == 1  # counted, rather than stopping a burst worker early
 
 
 def test_a_retry_gets_its_own_native_id(on_redis: DramatiqAdapter, queue: str) -> None:
@@ -233,7 +235,7 @@ def test_a_job_unijob_gave_up_on_fails_once_in_dramatiq(on_redis: DramatiqAdapte
 def test_worker_actors_have_native_retries_off() -> None:
     adapter = DramatiqAdapter(url=REDIS_URL, options={"actor_options": {"time_limit": 60_000, "max_retries": 5}})
     try:
-        broker = adapter.worker_broker(registry.registered(), ["extra_queue"])
+        broker = declare_actors(adapter, registry.registered(), ["extra_queue"])
         echo = broker.get_actor("tests.jobs.echo")
         assert (echo.queue_name, echo.options["max_retries"], echo.options["time_limit"]) == ("mail", 0, 60_000)
         assert {"default", "mail", "extra_queue"} <= broker.get_declared_queues()
@@ -249,7 +251,7 @@ def test_an_unreachable_broker_raises_enqueue_error_without_the_password(scheme:
     url = (
         f"{scheme}://guest:s3cret@127.0.0.1:{free_port()}/x" if scheme == "amqp" else f"redis://:s3cret@127.0.0.1:{free_port()}/3"
     )
-    with config.override(backend="dramatiq", url=url):
+    with config.override(adapter="dramatiq", url=url):
         started = time.monotonic()
         with pytest.raises(unijob.EnqueueError, match=r"Dramatiq at .*\*\*\*@127\.0\.0\.1") as raised:
             jobs.echo.perform_later(token)
@@ -263,7 +265,7 @@ def test_an_unreachable_broker_raises_enqueue_error_without_the_password(scheme:
 def test_an_invalid_queue_name_or_option_is_refused(on_redis: DramatiqAdapter, token: str) -> None:
     with pytest.raises(unijob.EnqueueError, match="queue name 'no spaces'"):
         jobs.echo.set(queue="no spaces").perform_later(token)
-    with pytest.raises(unijob.ConfigurationError, match="unknown Dramatiq option"):
+    with pytest.raises(unijob.ConfigurationError, match="unknown option.*for the dramatiq adapter"):
         DramatiqAdapter(url=REDIS_URL, options={"max_retries": 3})
 
 
@@ -375,7 +377,7 @@ def test_bulk_writes_what_dramatiqs_enqueue_script_writes(on_redis: DramatiqAdap
 
     ours = theirs = envelopes(None) + envelopes(later)  # the same jobs, enqueued both ways
     client.delete("dramatiq:__heartbeats__")
-    assert all(outcome.error is None for outcome in on_redis.enqueue_many(ours))
+    assert all(outcome.error is None for outcome in on_redis.enqueue_all(ours))
     assert client.zscore("dramatiq:__heartbeats__", broker.broker_id) is not None  # as the script's ZADD
     for envelope in theirs:  # Dramatiq's own RedisBroker.enqueue, which runs the script
         message, delay = on_redis.message(envelope)
@@ -433,7 +435,7 @@ def test_enqueue_middleware_hooks_run_on_the_fast_paths() -> None:
     queue = f"private_{uuid.uuid4().hex[:12]}"
     adapter = DramatiqAdapter(url=REDIS_URL)
     try:
-        with config.override(adapter=adapter):
+        with config.override(adapter):
             quiet = jobs.echo.set(queue=queue).perform_later("before the middleware")
             adapter.broker.add_middleware(Watch())
             one = jobs.echo.set(queue=queue).perform_later("one")
@@ -483,7 +485,7 @@ def test_bulk_reports_which_jobs_were_enqueued_when_redis_dies_midway(private_re
             made.append(job)
             yield job
 
-    with config.override(backend="dramatiq", url=url):
+    with config.override(adapter="dramatiq", url=url):
         assert unijob.perform_all_later(generate(), chunk_size=5) == 5
     assert seen_before_death == [5]
     assert [job.successfully_enqueued for job in made] == [True] * 5 + [False] * 10
@@ -496,10 +498,10 @@ def test_bulk_reports_which_jobs_were_enqueued_when_redis_dies_midway(private_re
 
 def test_worker_argv_is_the_stock_dramatiq_command() -> None:
     adapter = DramatiqAdapter(url=REDIS_URL)
-    argv = adapter.worker_argv(["default", "mail"], 2, burst=False)
+    argv = command(adapter, ["default", "mail"], 2)
     assert Path(argv[0]).name == "dramatiq"
     assert argv[1:] == ["unijob.adapters.dramatiq_worker", "--processes", "1", "--threads", "2", "--queues", "default", "mail"]
-    other = DramatiqAdapter(alias="reports", url=REDIS_URL).worker_argv([], None, burst=False)
+    other = command(DramatiqAdapter(alias="reports", url=REDIS_URL), [], None)
     assert other[1:] == ["unijob.adapters.dramatiq_worker:reports"]
     assert command_line_queues(["/venv/bin/dramatiq", "mod", "-Q", "a", "b", "--threads", "2", "--queues=c"]) == ["a", "b", "c"]
     assert command_line_queues(["pytest", "-Q", "a"]) == []
@@ -509,7 +511,7 @@ def test_unijob_worker_burst_drains_a_queue_and_exits(on_redis: DramatiqAdapter,
     for n in range(5):
         jobs.echo.set(queue=queue).perform_later(token, n)
     jobs.echo.set(queue=queue, wait=1).perform_later(token, "delayed")
-    assert on_redis.pending_jobs([queue], within=5) == 6
+    assert pending(on_redis, [queue], within=5) == 6
 
     env = {**dramatiq_redis.HARNESS.env(), "UNIJOB_URL": REDIS_URL}
     unijob_bin = str(Path(sys.executable).with_name("unijob"))
@@ -519,7 +521,7 @@ def test_unijob_worker_burst_drains_a_queue_and_exits(on_redis: DramatiqAdapter,
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     records = jobs.records(token)
     assert sorted(str(serializers.load(r["args"])[0]) for r in records) == ["0", "1", "2", "3", "4", "delayed"]
-    assert on_redis.pending_jobs([queue], within=5) == 0
+    assert pending(on_redis, [queue], within=5) == 0
 
 
 def test_a_delayed_job_waits_at_least_its_delay(on_redis: DramatiqAdapter, token: str) -> None:
@@ -533,17 +535,17 @@ def test_a_delayed_job_waits_at_least_its_delay(on_redis: DramatiqAdapter, token
 def test_the_worker_module_serves_a_backend_named_by_its_alias(harness_pool: Any, token: str, tmp_path: Path) -> None:
     harness_pool.get("dramatiq-redis")  # empties db 3 first, if this test runs alone
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.unijob]\nbackend = "inline"\nimports = ["tests.jobs"]\n'
-        f'[tool.unijob.backends.reports]\nbackend = "dramatiq"\nurl = "{REDIS_URL}"\nnamespace = "unijob_reports"\n'
+        '[tool.unijob]\nadapter = "inline"\nimports = ["tests.jobs"]\n'
+        f'[tool.unijob.backends.reports]\nadapter = "dramatiq"\nurl = "{REDIS_URL}"\nnamespace = "unijob_reports"\n'
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("UNIJOB_")}
     env["PYTHONPATH"] = str(ROOT)
-    argv = DramatiqAdapter(alias="reports", url=REDIS_URL).worker_argv([], 1, burst=False)
+    argv = command(DramatiqAdapter(alias="reports", url=REDIS_URL), [], 1)
     worker = subprocess.Popen(
         argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        with config.override(backends={"reports": {"backend": "dramatiq", "url": REDIS_URL, "namespace": "unijob_reports"}}):
+        with config.override(backends={"reports": {"adapter": "dramatiq", "url": REDIS_URL, "namespace": "unijob_reports"}}):
             job = jobs.ping.set(backend="reports").perform_later(token)
         (ran,) = wait_until(lambda: jobs.records(token), timeout=30, message="the job on the 'reports' backend")
         assert ran["job_id"] == job.job_id

@@ -27,6 +27,7 @@ from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, pyt
 from tests.harnesses.huey_sqlite import CONSUMER_ARGS, HueySqliteHarness
 from unijob import config, registry, serializers
 from unijob.adapters.huey import HueyAdapter
+from unijob.adapters.huey_worker import command, consumer_huey, pending
 from unijob.errors import ConfigurationError, EnqueueError
 from unijob.worker import queues_of
 
@@ -62,7 +63,7 @@ def test_sqlite_is_the_default_and_urls_select_the_storage(tmp_path: Path, monke
     on_redis = HueyAdapter(url="redis://:secret@127.0.0.1:6379/4")
     assert on_redis.path is None and "Redis" in on_redis.capabilities.notes
     assert on_redis.capabilities.priority and on_redis.capabilities.native_bulk
-    with pytest.raises(ConfigurationError, match="sqlite:/// or redis://"):
+    with pytest.raises(ConfigurationError, match="takes a redis://, rediss://, sqlite://, unix:// URL"):
         HueyAdapter(url="amqp://localhost")
     with pytest.raises(ConfigurationError, match="unknown option"):
         HueyAdapter(options={"paht": "x.db"})
@@ -71,20 +72,20 @@ def test_sqlite_is_the_default_and_urls_select_the_storage(tmp_path: Path, monke
 def test_worker_argv_is_the_stock_consumer_serving_every_queue() -> None:
     adapter = HueyAdapter()
     every_queue = queues_of(registry.registered())
-    argv = adapter.worker_argv(every_queue, None, burst=False)
+    argv = command(adapter, every_queue, None)
     assert argv[-9:] == CONSUMER_ARGS  # what the docs and the contract harness run
     assert Path(argv[0]).name == "huey_consumer"
-    assert adapter.worker_argv(every_queue, 1, burst=True)[argv.index("-w") + 1] == "1"
+    assert command(adapter, every_queue, 1)[argv.index("-w") + 1] == "1"
     with pytest.raises(ConfigurationError, match="every queue"):
-        adapter.worker_argv(["mail"], None, burst=False)
-    assert HueyAdapter(alias="reports").worker_argv(every_queue, None, False)[:2] == ["env", "UNIJOB_HUEY_BACKEND=reports"]
+        command(adapter, ["mail"], None)
+    assert command(HueyAdapter(alias="reports"), every_queue, None)[:2] == ["env", "UNIJOB_HUEY_BACKEND=reports"]
 
 
 # --- the message on the wire -----------------------------------------------------------------------
 
 
 def test_a_job_is_an_ordinary_huey_message_in_json(sqlite_file: str, token: str) -> None:
-    with config.override(backend="huey", path=sqlite_file):
+    with config.override(adapter="huey", path=sqlite_file):
         job = jobs.echo.set(priority=7).perform_later(token, 1, "two", when=dt.date(2026, 11, 23))
         adapter = config.get_adapter()
         assert isinstance(adapter, HueyAdapter)
@@ -105,14 +106,14 @@ def test_a_job_is_an_ordinary_huey_message_in_json(sqlite_file: str, token: str)
         assert job.enqueued_at is not None and dt.datetime.fromisoformat(meta["enqueued_at"]) == job.enqueued_at
 
         # Huey itself reads it back as a task of the job's name.
-        instance = adapter.consumer_huey(registry.registered())
+        instance = consumer_huey(adapter, registry.registered())
         (task,) = instance.pending()
         assert (task.name, task.id, task.priority, task.retries) == ("tests.jobs.echo", job.job_id, 7, 0)
         assert task.args == (token, 1, "two")
 
 
 def test_a_delayed_job_waits_in_hueys_schedule_with_its_eta(sqlite_file: str, token: str) -> None:
-    with config.override(backend="huey", path=sqlite_file):
+    with config.override(adapter="huey", path=sqlite_file):
         job = jobs.echo.set(wait=dt.timedelta(minutes=10)).perform_later(token)
         adapter = config.get_adapter()
         assert isinstance(adapter, HueyAdapter)
@@ -121,10 +122,10 @@ def test_a_delayed_job_waits_in_hueys_schedule_with_its_eta(sqlite_file: str, to
         assert job.scheduled_at is not None
         eta = job.scheduled_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
         assert dt.datetime.fromisoformat(json.loads(raw)["eta"]) == eta
-        (task,) = adapter.consumer_huey(registry.registered()).scheduled()
+        (task,) = consumer_huey(adapter, registry.registered()).scheduled()
         assert task.id == job.job_id and task.eta == eta
-        assert adapter.pending_jobs(["mail"], within=5) == 0
-        assert adapter.pending_jobs(["mail"], within=700) == 1
+        assert pending(adapter, ["mail"], within=5) == 0
+        assert pending(adapter, ["mail"], within=700) == 1
 
 
 def test_a_retry_gets_its_own_native_id_and_the_worker_rebuilds_the_envelope(
@@ -149,8 +150,8 @@ def test_a_retry_gets_its_own_native_id_and_the_worker_rebuilds_the_envelope(
     assert message["id"] == "abc-2" and message["unijob"]["id"] == "abc" and message["unijob"]["executions"] == 2
 
     seen: list[unijob.Envelope] = []
-    monkeypatch.setattr("unijob.execution.execute", lambda envelope, adapter: seen.append(envelope))
-    task = adapter.consumer_huey(registry.registered()).dequeue()
+    monkeypatch.setattr("unijob.worker.execute", lambda envelope, adapter: seen.append(envelope))
+    task = consumer_huey(adapter, registry.registered()).dequeue()
     task.execute()
     assert seen == [envelope]  # everything survives the short wire format
     adapter.close()
@@ -164,10 +165,10 @@ def test_priority_maps_one_to_one_and_larger_runs_first(storage: str, sqlite_fil
         settings: dict[str, Any] = {"url": REDIS_URL, "name": f"priority{token}"}
     else:
         settings = {"path": sqlite_file}
-    with config.override(backend="huey", **settings):
+    with config.override(adapter="huey", **settings):
         adapter = config.get_adapter()
         assert isinstance(adapter, HueyAdapter)
-        instance = adapter.consumer_huey(registry.registered())
+        instance = consumer_huey(adapter, registry.registered())
         try:
             for priority in (None, -100, 100, 0, 50):
                 jobs.echo.set(priority=priority).perform_later(token, priority)
@@ -226,7 +227,7 @@ def test_forged_messages_are_refused_by_the_consumer(harness_pool: Any, token: s
 
 def test_an_unreachable_sqlite_file_raises_enqueue_error(tmp_path: Path, token: str) -> None:
     path = tmp_path / "missing-dir" / "jobs.sqlite3"
-    with config.override(backend="huey", path=str(path)):
+    with config.override(adapter="huey", path=str(path)):
         started = time.monotonic()
         with pytest.raises(EnqueueError, match=r"Huey at sqlite:///.*missing-dir.*does not exist") as raised:
             jobs.echo.perform_later(token)
@@ -239,7 +240,7 @@ def test_an_unreachable_sqlite_file_raises_enqueue_error(tmp_path: Path, token: 
 
 def test_an_unreachable_redis_raises_enqueue_error_without_the_password(token: str) -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/4"
-    with config.override(backend="huey", url=url):
+    with config.override(adapter="huey", url=url):
         started = time.monotonic()
         with pytest.raises(EnqueueError) as raised:
             jobs.echo.perform_later(token)
@@ -261,7 +262,7 @@ def test_bulk_is_one_transaction_and_a_failed_one_reports_its_whole_chunk(sqlite
                 blocker.execute("begin exclusive")
             yield job
 
-    with config.override(backend="huey", path=sqlite_file, timeout=0.2):
+    with config.override(adapter="huey", path=sqlite_file, timeout=0.2):
         try:
             assert unijob.perform_all_later(lock_after_first_chunk(), chunk_size=10) == 10
         finally:
@@ -284,7 +285,7 @@ def test_bulk_on_redis_reports_each_job_when_the_server_dies_midway(private_redi
                 private_redis.kill()
             yield job
 
-    with config.override(backend="huey", url=private_redis.url, timeout=1):
+    with config.override(adapter="huey", url=private_redis.url, timeout=1):
         started = time.monotonic()
         assert unijob.perform_all_later(kill_after_first_chunk(), chunk_size=10) == 10
         assert time.monotonic() - started < 10
@@ -301,7 +302,7 @@ def test_plain_huey_code_can_send_a_unijob_job(harness_pool: Any, token: str) ->
     with harness.configured():
         adapter = config.get_adapter()
         assert isinstance(adapter, HueyAdapter)
-        instance = adapter.consumer_huey(registry.registered())
+        instance = consumer_huey(adapter, registry.registered())
         task = instance.task_class("tests.jobs.echo")((token, "native"), {"n": 1})
         instance.enqueue(task)  # Huey's own API: no unijob metadata on this message
 
@@ -335,12 +336,12 @@ def test_producer_processes_and_the_consumer_share_the_sqlite_file(harness_pool:
 
 
 def test_unijob_worker_burst_drains_the_queue_and_exits(sqlite_file: str, token: str) -> None:
-    with config.override(backend="huey", path=sqlite_file):
+    with config.override(adapter="huey", path=sqlite_file):
         for priority in (None, -10, 90, 10):
             jobs.echo.set(priority=priority).perform_later(token, priority)
         jobs.echo.set(wait=1.5).perform_later(token, "delayed")  # due within the burst horizon
         adapter = config.get_adapter()
-        assert adapter.pending_jobs(["default", "mail"], within=5) == 5
+        assert pending(adapter, ["default", "mail"], within=5) == 5
 
         harness = HueySqliteHarness()
         harness.options = {"path": sqlite_file}
@@ -349,7 +350,7 @@ def test_unijob_worker_burst_drains_the_queue_and_exits(sqlite_file: str, token:
             [python_bin("unijob"), "worker", "--burst", "--concurrency", "1"], env=env, cwd=ROOT, capture_output=True, timeout=90
         )
         assert completed.returncode == 0, completed.stderr.decode()[-3000:]
-        assert adapter.pending_jobs(["default", "mail"], within=5) == 0
+        assert pending(adapter, ["default", "mail"], within=5) == 0
     order = [serializers.load(r["args"])[0] for r in jobs.records(token)]
     assert order == [90, 10, None, -10, "delayed"]
 
@@ -384,8 +385,8 @@ def test_the_stock_consumer_runs_a_bulk_once_each_with_args_priority_and_delay(
         try:
             assert unijob.perform_all_later(iter(batch), chunk_size=7) == 60  # 9 transactions
             assert all(job.successfully_enqueued and job.provider_job_id == job.job_id for job in batch)
-            assert adapter.pending_jobs(["default", "mail"], within=0.5) == 60 - len(delayed)
-            assert adapter.pending_jobs(["default", "mail"], within=5) == 60
+            assert pending(adapter, ["default", "mail"], within=0.5) == 60 - len(delayed)
+            assert pending(adapter, ["default", "mail"], within=5) == 60
 
             completed = subprocess.run(
                 [python_bin("unijob"), "worker", "--burst", "--concurrency", "1"],
@@ -395,7 +396,7 @@ def test_the_stock_consumer_runs_a_bulk_once_each_with_args_priority_and_delay(
                 timeout=120,
             )
             assert completed.returncode == 0, completed.stderr.decode()[-3000:]
-            assert adapter.pending_jobs(["default", "mail"], within=3600) == 0
+            assert pending(adapter, ["default", "mail"], within=3600) == 0
         finally:
             if storage == "redis":
                 adapter.huey.flush()
@@ -422,7 +423,7 @@ def test_the_stock_consumer_runs_a_bulk_once_each_with_args_priority_and_delay(
 
 class HueyRedisHarness(Harness):
     name = "huey-redis"
-    backend = "huey"
+    adapter = "huey"
     url = REDIS_URL
 
     def worker_argv(self) -> list[str]:

@@ -27,7 +27,7 @@ from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, pyt
 from tests.harnesses.rq import HARNESS
 from unijob import config
 from unijob.adapters.rq import RQAdapter
-from unijob.adapters.rq_worker import _storable
+from unijob.adapters.rq_worker import _storable, command, pending
 from unijob.envelope import Envelope
 
 URL = HARNESS.url
@@ -54,7 +54,7 @@ def client() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def adapter(client: redis.Redis) -> Iterator[RQAdapter]:
-    with config.override(backend="rq", url=URL, imports=["tests.jobs"]):
+    with config.override(adapter="rq", url=URL, imports=["tests.jobs"]):
         current = config.get_adapter()
         assert isinstance(current, RQAdapter)
         yield current
@@ -120,7 +120,7 @@ def test_a_retry_gets_its_own_native_id(adapter: RQAdapter, client: redis.Redis,
 
 def test_priority_is_refused_with_the_backend_named(adapter: RQAdapter, queue_name: str, token: str) -> None:
     assert not adapter.capabilities.priority
-    with pytest.raises(unijob.UnsupportedOptionError, match=r"the rq backend .*priority=5"):
+    with pytest.raises(unijob.UnsupportedOptionError, match=r"the rq adapter .*priority=5"):
         jobs.echo.set(queue=queue_name, priority=5).perform_later(token)
 
 
@@ -178,7 +178,7 @@ def test_bulk_writes_the_hashes_rqs_own_enqueue_many_and_schedule_job_write(
     adapter: RQAdapter, client: redis.Redis, queue_name: str, token: str, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if layout == "fallback":  # as if an RQ release laid the job hash out otherwise: every job through create_job
-        monkeypatch.setattr("unijob.adapters.rq._SHARED_FIELDS", frozenset({"origin"}))
+        monkeypatch.setattr("unijob.adapters.rq_bulk._SHARED_FIELDS", frozenset({"origin"}))
     created: list[str] = []
     create_job = Queue.create_job
 
@@ -206,13 +206,13 @@ def test_bulk_writes_the_hashes_rqs_own_enqueue_many_and_schedule_job_write(
     ours, theirs = envelopes(None) + envelopes(at), envelopes(None) + envelopes(at)
     with monkeypatch.context() as patch:
         patch.setattr(Queue, "create_job", counting_create_job)
-        assert all(outcome.error is None for outcome in adapter.enqueue_many(ours))
+        assert all(outcome.error is None for outcome in adapter.enqueue_all(ours))
     # the first job of each group (due now, delayed) is RQ's own; the others follow its hash
     assert len(created) == (2 if layout == "template" else 8)
     queue = Queue(queue_name, connection=client, serializer=JSONSerializer)
-    queue.enqueue_many([Queue.prepare_data(e.job, **adapter._job_options(e)) for e in theirs[:4]])
+    queue.enqueue_many([Queue.prepare_data(e.job, **adapter.job_options(e)) for e in theirs[:4]])
     for envelope in theirs[4:]:
-        options = adapter._job_options(envelope)
+        options = adapter.job_options(envelope)
         options["job_timeout"] = options.pop("timeout")
         queue.enqueue_at(dt.datetime.fromtimestamp(due, dt.timezone.utc), envelope.job, **options)
 
@@ -274,7 +274,7 @@ def test_a_broker_dying_mid_bulk_fails_exactly_the_jobs_not_sent(private_redis: 
             made.append(jobs.echo.new(token, i))
             yield made[-1]
 
-    with config.override(backend="rq", url=f"redis://:pw@127.0.0.1:{port}/0", imports=["tests.jobs"]):
+    with config.override(adapter="rq", url=f"redis://:pw@127.0.0.1:{port}/0", imports=["tests.jobs"]):
         assert unijob.perform_all_later(jobs_killing_the_server(), chunk_size=5) == 5
 
     assert [job.successfully_enqueued for job in made] == [True] * 5 + [False] * 5
@@ -287,7 +287,7 @@ def test_a_broker_dying_mid_bulk_fails_exactly_the_jobs_not_sent(private_redis: 
 
 def test_an_unreachable_broker_fails_fast_naming_backend_and_url(token: str) -> None:
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
-    with config.override(backend="rq", url=url, imports=["tests.jobs"]):
+    with config.override(adapter="rq", url=url, imports=["tests.jobs"]):
         started = time.monotonic()
         with pytest.raises(unijob.EnqueueError) as raised:
             jobs.echo.perform_later(token)
@@ -359,10 +359,10 @@ def test_a_job_that_fails_for_good_is_recorded_once_in_rqs_failed_registry(
 
 
 def test_the_documented_worker_command_is_what_unijob_worker_runs(adapter: RQAdapter) -> None:
-    assert adapter.worker_argv(["default", "mail"], None, False) == HARNESS.worker_argv()
-    pool = adapter.worker_argv(["default"], 2, False)
+    assert command(adapter, ["default", "mail"], None) == HARNESS.worker_argv()
+    pool = command(adapter, ["default"], 2)
     assert pool[1:4] == ["worker-pool", "--num-workers", "2"] and "--with-scheduler" not in pool  # the pool always schedules
-    simple = RQAdapter(url=URL, options={"simple_worker": True}).worker_argv(["default"], None, True)
+    simple = command(RQAdapter(url=URL, options={"simple_worker": True}), ["default"], None)
     assert "unijob.adapters.rq_worker.SimpleWorker" in simple and "--burst" not in simple
 
 
@@ -393,12 +393,12 @@ def test_pending_jobs_counts_waiting_running_and_soon_due(
     jobs.echo.set(queue=queue_name).perform_later(token)
     jobs.echo.set(queue=queue_name, wait=3).perform_later(token)
     jobs.echo.set(queue=queue_name, wait=3600).perform_later(token)
-    assert adapter.pending_jobs([queue_name], within=10) == 3
-    assert adapter.pending_jobs([queue_name], within=0) == 2
+    assert pending(adapter, [queue_name], within=10) == 3
+    assert pending(adapter, [queue_name], within=0) == 2
 
     now = time.time()
     client.zadd(f"rq:wip:{queue_name}", {"running:execution": now + 60, "dead-worker:execution": now - 1})
-    assert adapter.pending_jobs([queue_name], within=0) == 3  # an expired entry belongs to a dead worker
+    assert pending(adapter, [queue_name], within=0) == 3  # an expired entry belongs to a dead worker
 
 
 @pytest.mark.parametrize("simple_worker", [False, True], ids=["Worker", "SimpleWorker"])
@@ -423,7 +423,7 @@ def test_unijob_worker_burst_drains_the_queue_and_due_delayed_jobs_then_exits(
     assert f"--worker-class unijob.adapters.rq_worker.{worker_class} " in result.stderr
     runs = jobs.records(token)
     assert sorted(str(unijob.serializers.load(r["args"])[0]) for r in runs) == ["0", "1", "2", "later"]
-    assert adapter.pending_jobs([queue_name], within=3600) == 0
+    assert pending(adapter, [queue_name], within=3600) == 0
 
 
 def test_return_values_are_stored_as_json() -> None:

@@ -38,6 +38,7 @@ def test_finish_success_and_counts_when_every_job_succeeds(backend: Harness, tok
     ) as batch:
         for n in range(5):
             jobs.BatchMember.perform_later(token, n, "flaky" if n == 0 else "ok")
+    assert batch.total == 5  # the batch the block yielded knows its jobs once the block ends
 
     records = backend.wait_for(token, lambda r: len(events_of(r, "callback")) >= 2, timeout=60)
     fired = callbacks(backend.settle(token, 1.0 if backend.runs_elsewhere else 0))

@@ -14,7 +14,7 @@ URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 
 class CeleryRabbitmqHarness(Harness):
     name = "celery-rabbitmq"
-    backend = "celery"
+    adapter = "celery"
     url = URL
     options = {"batch_store": REDIS_URL}  # batch records need Redis; db 1 is Celery's (ids never collide)
     services = ("rabbitmq", "redis")  # redis holds the test results

@@ -23,7 +23,7 @@ def celery_worker_argv() -> list[str]:
 
 class CeleryRedisHarness(Harness):
     name = "celery-redis"
-    backend = "celery"
+    adapter = "celery"
     url = URL
 
     def worker_argv(self) -> list[str]:

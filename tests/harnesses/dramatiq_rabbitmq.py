@@ -10,7 +10,7 @@ URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 
 class DramatiqRabbitmqHarness(Harness):
     name = "dramatiq-rabbitmq"
-    backend = "dramatiq"
+    adapter = "dramatiq"
     url = URL
     options = {"batch_store": "redis://127.0.0.1:6379/3"}  # batch records need Redis (db 3 is Dramatiq's)
     services = ("rabbitmq", "redis")  # redis holds the test results

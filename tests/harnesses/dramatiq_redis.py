@@ -9,7 +9,7 @@ URL = "redis://127.0.0.1:6379/3"
 
 class DramatiqRedisHarness(Harness):
     name = "dramatiq-redis"
-    backend = "dramatiq"
+    adapter = "dramatiq"
     url = URL
     services = ("redis",)
 

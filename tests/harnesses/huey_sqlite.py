@@ -14,7 +14,7 @@ CONSUMER_ARGS = ["unijob.adapters.huey_worker.huey", "-k", "thread", "-w", "2", 
 
 class HueySqliteHarness(Harness):
     name = "huey-sqlite"
-    backend = "huey"
+    adapter = "huey"
 
     def __init__(self, filename: str | None = None) -> None:
         self.path = TEST_DIR / (filename or f"contract-{os.getpid()}.sqlite3")

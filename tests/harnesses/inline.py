@@ -3,7 +3,7 @@ from tests.harness import Harness
 
 class InlineHarness(Harness):
     name = "inline"
-    backend = "inline"
+    adapter = "inline"
     runs_elsewhere = False
 
 

@@ -9,7 +9,7 @@ from tests.harness import Harness, python_bin
 
 class RQHarness(Harness):
     name = "rq"
-    backend = "rq"
+    adapter = "rq"
     url = "redis://127.0.0.1:6379/2"
     queues = ("default", "mail")
 

@@ -10,7 +10,7 @@ class TestAdapterHarness(Harness):
 
     __test__ = False
     name = "test"
-    backend = "test"
+    adapter = "test"
     runs_elsewhere = False
 
     def tick(self, strict: bool = False) -> None:

@@ -1,8 +1,10 @@
-"""The adapter contract. An adapter is small: ``enqueue``, optional ``enqueue_many``,
-capability flags, and the worker-side hooks that register jobs with the native worker.
+"""The adapter contract. An adapter is small: ``enqueue``, optional ``enqueue_all``, capability
+flags, and the options it takes. It translates an :class:`Envelope` into native calls and nothing
+more: option checks, serialization, callbacks, retries, batches and logging live in the core, and
+the worker side of each backend lives in its ``<name>_worker`` module (``worker_module``).
 
-Everything backend-neutral (serialization, option checks, callbacks, retries, batches,
-logging) lives in the core; an adapter only translates an :class:`Envelope` into native calls.
+Adapters never read the configuration: :mod:`unijob.config` builds each one with its backend's
+name, URL and options.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import difflib
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
-from unijob.batch_stores import BatchStore, MemoryStore, store_for_url
+from unijob.constants import DEFAULT_BACKEND
 from unijob.envelope import Envelope
-from unijob.errors import EnqueueError, Error
+from unijob.errors import ConfigurationError, EnqueueError, Error
+from unijob.urls import redact
+
+COMMON_OPTIONS = frozenset({"batch_store"})  # every adapter takes these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +32,10 @@ class Capabilities:
     and the README's capability matrix is generated from them."""
 
     delay: bool = True
-    max_delay: dt.timedelta | None = None  # None: no limit
+    max_hold: dt.timedelta | None = None  # the longest delay handed to the broker; longer ones hop
     priority: bool = False
-    native_bulk: bool = False  # enqueue_many is a native bulk path, not a loop
+    native_bulk: bool = False  # enqueue_all is a native bulk path, not a loop
+    in_process: bool = False  # jobs run in this process (inline, test), not in a worker
     notes: str = ""  # one line for the capability matrix
 
 
@@ -40,22 +48,32 @@ class EnqueueOutcome:
 
 
 class Adapter:
-    name: ClassVar[str]  # the backend name in the alias table
+    name: ClassVar[str]  # the adapter's name in the alias table
     display_name: ClassVar[str]  # for log lines: "Enqueued x to RQ(mail)"
+    OPTIONS: ClassVar[frozenset[str]] = frozenset()  # the options it takes, besides COMMON_OPTIONS
+    worker_module: ClassVar[str | None] = None  # the module that runs its jobs in the stock worker
     capabilities: Capabilities = Capabilities()  # an instance may narrow it by broker in __init__
 
-    def __init__(self, *, alias: str = "default", url: str | None = None, options: Any = None) -> None:
-        self.alias = alias
+    def __init__(self, *, alias: str = DEFAULT_BACKEND, url: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+        self.alias = alias  # the name of the configured backend this adapter serves
         self.url = url
         self.options: dict[str, Any] = dict(options or {})
+        known = self.OPTIONS | COMMON_OPTIONS
+        unknown = sorted(set(self.options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(_with_suggestion(name, known) for name in unknown)} "
+                f"for the {self.name} adapter (backend {alias!r}); "
+                f"it takes: {', '.join(sorted(known))}"
+            )
 
-    # --- producer side -------------------------------------------------------------------
+    # --- producer side ---------------------------------------------------------------------------
 
     def enqueue(self, envelope: Envelope) -> str | None:
         """Hand one job to the backend; return the native id. Raise :class:`EnqueueError` on failure."""
         raise NotImplementedError
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> list[EnqueueOutcome]:
+    def enqueue_all(self, envelopes: Sequence[Envelope]) -> list[EnqueueOutcome]:
         """Enqueue several jobs, reporting each one. The default loops over :meth:`enqueue`."""
         outcomes = []
         for envelope in envelopes:
@@ -68,34 +86,11 @@ class Adapter:
     def close(self) -> None:
         """Release connections. The adapter may be used again afterwards (it reconnects)."""
 
-    def batch_store(self) -> BatchStore:
-        """Where this backend keeps batch records: the ``batch_store`` option's URL, else the
-        broker's own Redis. Built once per adapter."""
-        store: BatchStore | None = getattr(self, "_batch_store", None)
-        if store is None:
-            store = self.make_batch_store()
-            self._batch_store = store
-        return store
+    def batch_store_url(self) -> str:
+        """Where this backend keeps batch records: the ``batch_store`` option, else its broker."""
+        return str(self.options.get("batch_store") or self.url or "")
 
-    def make_batch_store(self) -> BatchStore:
-        from unijob import config
-
-        url = self.options.get("batch_store") or self.url or ""
-        return store_for_url(url, config.settings().batch_retention)
-
-    # --- worker side ---------------------------------------------------------------------
-
-    def worker_argv(self, queues: Sequence[str], concurrency: int | None, burst: bool) -> list[str]:
-        """The stock worker's command line, for ``unijob worker``. The worker must import the
-        configured job modules (``unijob.worker.load_jobs``) and register them natively."""
-        raise NotImplementedError(f"the {self.name} backend has no worker process")
-
-    def pending_jobs(self, queues: Sequence[str], within: float) -> int:
-        """How many jobs on ``queues`` are waiting, running, or delayed and due within ``within``
-        seconds. ``unijob worker --burst`` stops the worker once this is 0."""
-        raise NotImplementedError(f"the {self.name} backend cannot count pending jobs")
-
-    # --- helpers for subclasses ----------------------------------------------------------
+    # --- helpers for subclasses ------------------------------------------------------------------
 
     @staticmethod
     def native_id(envelope: Envelope) -> str:
@@ -108,10 +103,15 @@ class Adapter:
     @property
     def safe_url(self) -> str:
         """The broker URL with any password hidden, for error messages."""
-        return redact_url(self.url) if self.url else "(default URL)"
+        return redact(self.url) if self.url else "(default URL)"
+
+    @property
+    def description(self) -> str:
+        """What runs the jobs and where, for people: ``RQ at redis://localhost:6379/0``."""
+        return f"{self.display_name} at {self.safe_url}"
 
     @contextlib.contextmanager
-    def enqueue_errors(self, *errors: type[BaseException]) -> Iterator[None]:
+    def as_enqueue_error(self, *errors: type[BaseException]) -> Iterator[None]:
         """Turn the library's connection errors into :class:`EnqueueError` naming backend and URL."""
         translated = errors or (Exception,)
         try:
@@ -119,32 +119,22 @@ class Adapter:
         except EnqueueError:
             raise
         except translated as exc:
-            raise self.enqueue_error(exc) from exc
+            raise self.enqueue_error_for(exc) from exc
 
-    def enqueue_error(self, exc: BaseException) -> EnqueueError:
+    def enqueue_error_for(self, exc: BaseException) -> EnqueueError:
         return EnqueueError(f"{self.display_name} at {self.safe_url} did not accept the job: {type(exc).__name__}: {exc}")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.alias!r} {self.safe_url}>"
 
 
-_memory_store: MemoryStore | None = None
+def _with_suggestion(name: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
 
 
-def process_memory_store() -> MemoryStore:
-    """The one in-memory batch store of this process (inline and test adapters share it)."""
-    global _memory_store
-    if _memory_store is None:
-        from unijob import config
-
-        _memory_store = MemoryStore(config.settings().batch_retention)
-    return _memory_store
-
-
-def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}"))
+def add_working_directory_to_path() -> None:
+    """Let the application's own modules import from the working directory, as ``celery -A`` and
+    ``rq worker`` let them (a console script's ``sys.path`` does not start with it)."""
+    if "" not in sys.path and "." not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, "")

@@ -1,4 +1,4 @@
-"""The module Celery's stock worker loads to run unijob jobs::
+"""The Celery worker side. Celery's stock worker loads this module to run unijob jobs::
 
     celery -A unijob.adapters.celery_worker worker --queues default,mail
 
@@ -6,26 +6,154 @@ It reads unijob's configuration (``UNIJOB_*`` environment variables or ``[tool.u
 imports the job modules and registers each job as a Celery task named after it, on the Celery
 app of the ``default`` backend (your own app when the ``celery_app`` option names one).
 ``-A unijob.adapters.celery_worker:NAME`` serves the celery backend configured as ``NAME``.
-The app is built on first access, so importing this module does nothing by itself.
+The app is built on first access, so importing this module does nothing by itself. Celery
+refuses a message naming any other task ("Received unregistered task"), so nothing named in a
+payload is imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
-from unijob import config
-from unijob.errors import ConfigurationError
+import celery
+from celery import signals
+from celery.exceptions import Reject
+from kombu.entity import Exchange, Queue
+
+from unijob import worker
+from unijob.adapters.celery import CeleryAdapter
+from unijob.adapters.celery_publish import CONNECT_TIMEOUT
+from unijob.adapters.celery_wire import HEADER
+from unijob.constants import DEFAULT_BACKEND
+from unijob.errors import ConfigurationError, EnqueueError
+
+INSPECT_TIMEOUT: Final = 0.5  # seconds a burst poll waits for workers' replies
+POLL: Final = {"polling_interval": 0.1}  # Redis: wait for inspect replies in short BRPOPs, not 1 s ones
+
+
+def worker_app(backend: str = DEFAULT_BACKEND) -> celery.Celery:
+    """The Celery app of a configured celery backend, with every job registered as a task."""
+    adapter = worker.serve(backend, CeleryAdapter, f"celery -A {__name__}")
+    register_tasks(adapter)
+    return adapter.app
+
+
+def register_jobs(app: celery.Celery, backend: str = DEFAULT_BACKEND) -> None:
+    """For ``celery -A yourproject worker`` with your own app: registers unijob's jobs on ``app``
+    when the worker imports its task modules. Call it where the app is created, and configure the
+    backend with ``celery_app`` naming that app."""
+
+    def on_import_modules(sender: Any = None, **_: Any) -> None:
+        if sender is app:
+            register_tasks(worker.serve(backend, CeleryAdapter, "register_jobs"), app)
+
+    signals.import_modules.connect(on_import_modules, weak=False)
+
+
+def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> list[str]:
+    """Register every job of the configured job modules as a Celery task named after it
+    (idempotent). Native retries stay off: no autoretry, ``max_retries=0``."""
+    app = app or adapter.app
+    jobs = worker.load_jobs()
+    body = _task_body(adapter)
+    for name in jobs:
+        app.task(
+            name=name,
+            bind=True,
+            shared=False,
+            acks_late=adapter.acks_late,
+            reject_on_worker_lost=False,  # a job that kills its worker process is not redelivered forever
+            ignore_result=True,
+            typing=False,
+            max_retries=0,
+            serializer="json",
+        )(body)
+    if app is adapter.app and adapter.built_app and app.conf.task_queues is None:
+        # a bare `celery -A unijob.adapters.celery_worker worker` consumes every queue a job names
+        app.conf.task_queues = [Queue(queue, Exchange(queue), queue) for queue in worker.queues_of(jobs)]  # type: ignore[no-untyped-call]
+    return sorted(jobs)
+
+
+def _task_body(adapter: CeleryAdapter) -> Callable[..., Any]:
+    def run(task: celery.Task, *args: Any, **kwargs: Any) -> Any:
+        """Run one delivered message: its envelope from the unijob header (or, for a message sent
+        by plain Celery code, from the native fields), unless it is a hop of a long delay."""
+        request = task.request
+        envelope = worker.envelope_from_native(
+            task.name,
+            getattr(request, HEADER, None),
+            args,
+            kwargs,
+            native_id=request.id,
+            queue=(request.delivery_info or {}).get("routing_key"),
+        )
+        try:
+            return worker.deliver(adapter, envelope)
+        except EnqueueError as error:  # a hop that could not travel on: keep this message, lose no job
+            raise Reject(error, requeue=True) from error
+
+    return run
+
+
+def command(adapter: CeleryAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
+    app = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__name__}:{adapter.alias}"
+    argv = [*worker.console_script("celery", "celery"), "-A", app, "worker", "--queues", ",".join(queues), "--loglevel", "INFO"]
+    argv += ["--hostname", f"unijob-{os.getpid()}@%h"]  # several workers on one host need distinct node names
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    return argv
+
+
+def pending(adapter: CeleryAdapter, queues: Sequence[str], within: float) -> int:
+    """Messages waiting in the queues, plus those the workers hold (running, prefetched, or
+    with an ETA due within ``within`` seconds), as the workers report them."""
+    wanted = set(queues)
+    count = 0
+    with adapter.app.connection_for_write(connect_timeout=CONNECT_TIMEOUT, transport_options=POLL) as connection:
+        for queue in queues:
+            channel = connection.channel()
+            try:
+                count += channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors:
+                pass  # no such queue yet: nothing waits in it
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+        if count:
+            return count  # no need to ask the workers
+        inspect = adapter.app.control.inspect(timeout=INSPECT_TIMEOUT, connection=connection)
+        for held in (inspect.active() or {}, inspect.reserved() or {}):
+            count += sum(_queue_of(task) in wanted for tasks in held.values() for task in tasks)
+        horizon = time.time() + within
+        for entries in (inspect.scheduled() or {}).values():
+            for entry in entries:
+                eta = entry.get("eta")
+                due = eta is None or dt.datetime.fromisoformat(eta).timestamp() <= horizon
+                count += due and _queue_of(entry.get("request") or {}) in wanted
+    return count
+
+
+def _queue_of(task: Mapping[str, Any]) -> str | None:
+    queue: str | None = (task.get("delivery_info") or {}).get("routing_key")
+    return queue
 
 
 def __getattr__(name: str) -> Any:
+    """``app`` (or ``celery``): the default backend's app; any other name: that backend's app.
+    Celery's ``-A`` looks these up and takes an AttributeError for "not here"."""
     if name.startswith("__"):
         raise AttributeError(name)
-    from unijob.adapters.celery import worker_app
+    from unijob import config
 
-    alias = config.DEFAULT_ALIAS if name in ("app", "celery") else name
-    if alias not in config.settings().backends:
+    backend = DEFAULT_BACKEND if name in ("app", "celery") else name
+    if backend not in config.settings().backends:
         raise AttributeError(f"{__name__} has no {name!r}: no unijob backend of that name is configured")
     try:
-        return worker_app(alias)
+        return worker_app(backend)
     except ConfigurationError as exc:
         raise AttributeError(str(exc)) from exc

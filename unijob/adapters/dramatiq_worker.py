@@ -1,47 +1,172 @@
-"""The broker module for Dramatiq's stock command::
+"""The Dramatiq worker side: the broker module for Dramatiq's stock command::
 
-    dramatiq unijob.adapters.dramatiq_worker --processes 1 --threads 4
+    dramatiq unijob.adapters.dramatiq_worker --processes 1 --threads 2
 
-Importing it imports the configured job modules (``unijob.worker.load_jobs``) and declares one
-actor per registered job, named after the job, on the broker of the ``default`` unijob backend,
-which becomes Dramatiq's global broker. Another configured backend is served by naming its alias:
+Loaded by that command, this module imports the configured job modules and declares one actor
+per registered job, named after the job, on the broker of the ``default`` unijob backend, which
+becomes Dramatiq's global broker. Another configured backend is served by naming it:
 ``dramatiq unijob.adapters.dramatiq_worker:reports``. Queues given with ``--queues`` are declared
-too, so the worker consumes them even when no job uses them by default.
+too, so the worker consumes them even when no job uses them by default. Imported by anything else
+(``unijob worker``, a test), it declares nothing until :func:`setup` is called.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
-from dramatiq import Broker
+from dramatiq import Broker, Message
+from dramatiq.common import current_millis, dq_name, q_name
+from dramatiq.errors import DecodeError
+from dramatiq.middleware import CurrentMessage
 
-from unijob import config
-from unijob.adapters import adapter_class
-from unijob.adapters.dramatiq import DramatiqAdapter, command_line_queues
-from unijob.worker import load_jobs
+from unijob import worker
+from unijob.adapters.dramatiq import DramatiqAdapter
+from unijob.adapters.dramatiq_wire import META_OPTION
+from unijob.constants import DEFAULT_BACKEND
+from unijob.core import BaseJob
+from unijob.envelope import Envelope
+from unijob.ids import new_job_id
 
 
-def setup(alias: str = config.DEFAULT_ALIAS) -> Broker:
-    """Declare the registered jobs as actors on the broker of backend ``alias``; make it global."""
-    adapter = config.get_adapter(alias)
-    if not isinstance(adapter, DramatiqAdapter):
-        raise ImportError(f"unijob backend {alias!r} is {adapter.name!r}, not dramatiq; check UNIJOB_BACKEND or [tool.unijob]")
-    broker = adapter.worker_broker(load_jobs(), command_line_queues(sys.argv))
+def setup(backend: str = DEFAULT_BACKEND) -> Broker:
+    """Declare the registered jobs as actors on the broker of ``backend``; make it Dramatiq's global broker."""
+    adapter = worker.serve(backend, DramatiqAdapter, f"dramatiq {__name__}")
+    broker = declare_actors(adapter, worker.load_jobs(), command_line_queues(sys.argv))
     dramatiq.set_broker(broker)
     return broker
 
 
-def __getattr__(alias: str) -> Any:
-    """``dramatiq unijob.adapters.dramatiq_worker:ALIAS`` serves the configured backend ``ALIAS``."""
-    if alias.startswith("__") or alias not in config.settings().backends:
-        raise AttributeError(f"module {__name__!r} has no attribute {alias!r}")
-    return setup(alias)
+def declare_actors(adapter: DramatiqAdapter, jobs: Mapping[str, type[BaseJob]], queues: Iterable[str] = ()) -> Broker:
+    """One actor per registered job (and the extra ``queues``) on the backend's broker. Only these
+    actors run: Dramatiq refuses a message for any other name."""
+    broker = adapter.broker
+    if not any(isinstance(middleware, CurrentMessage) for middleware in broker.middleware):
+        broker.add_middleware(CurrentMessage())
+    options = {**adapter.actor_options, "max_retries": 0}  # retries belong to unijob
+    for name, job_class in jobs.items():
+        if name not in broker.actors:
+            declare = dramatiq.actor(actor_name=name, queue_name=job_class.queue, broker=broker, **options)
+            declare(_performer(adapter, name))
+    for queue in queues:
+        broker.declare_queue(queue)
+    return broker
 
 
-_default = config.settings().backends.get(config.DEFAULT_ALIAS)
-if _default is not None and issubclass(adapter_class(_default.backend), DramatiqAdapter):
+def _performer(adapter: DramatiqAdapter, name: str) -> Callable[..., None]:
+    def perform(*args: Any, **kwargs: Any) -> None:
+        # Errors propagate: with max_retries=0, Dramatiq records the failure once.
+        worker.deliver(adapter, envelope_of(name, CurrentMessage.get_current_message(), args, kwargs))
+
+    perform.__name__ = perform.__qualname__ = name
+    perform.__module__ = __name__
+    return perform
+
+
+def envelope_of(name: str, message: Message[Any] | None, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Envelope:
+    """The envelope of a message for the actor ``name`` (the actor Dramatiq dispatched to names the job)."""
+    if message is None:
+        return worker.envelope_from_native(name, None, args, kwargs, native_id=new_job_id())
+    enqueued = dt.datetime.fromtimestamp(message.message_timestamp / 1000, dt.timezone.utc).isoformat()
+    return worker.envelope_from_native(
+        name,
+        message.options.get(META_OPTION),
+        args,
+        kwargs,
+        native_id=message.message_id,
+        queue=q_name(message.queue_name),
+        enqueued_at=enqueued,
+    )
+
+
+def command_line_queues(argv: Sequence[str]) -> list[str]:
+    """The queue names after ``--queues``/``-Q`` on a ``dramatiq`` command line: the worker declares
+    them, since a Dramatiq worker consumes only declared queues."""
+    if not argv or "dramatiq" not in argv[0]:
+        return []
+    names: list[str] = []
+    collecting = False
+    for arg in argv[1:]:
+        if arg.startswith("--queues="):
+            names.append(arg.partition("=")[2])
+            collecting = True
+        elif arg in ("--queues", "-Q"):
+            collecting = True
+        elif arg.startswith("-"):
+            collecting = False
+        elif collecting:
+            names.append(arg)
+    return names
+
+
+def command(adapter: DramatiqAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
+    module = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__name__}:{adapter.alias}"
+    argv = [*worker.console_script("dramatiq", "dramatiq"), module]
+    if concurrency:
+        argv += ["--processes", "1", "--threads", str(concurrency)]
+    if queues:
+        argv += ["--queues", *queues]
+    return argv
+
+
+def pending(adapter: DramatiqAdapter, queues: Sequence[str], within: float) -> int:
+    if adapter.kind == "redis":
+        return _redis_pending(adapter, queues, within)
+    return _rabbitmq_pending(adapter, queues)
+
+
+def _redis_pending(adapter: DramatiqAdapter, queues: Sequence[str], within: float) -> int:
+    client = adapter.broker.client  # type: ignore[attr-defined]
+    horizon = current_millis() + within * 1000
+    total = 0
+    for queue in queues:
+        # A message stays in "<queue>.msgs" from enqueue to ack: waiting and running alike.
+        total += int(client.hlen(f"{adapter.namespace}:{queue}.msgs"))
+        for _, data in client.hscan_iter(f"{adapter.namespace}:{dq_name(queue)}.msgs"):
+            try:
+                eta = Message.decode(data).options.get("eta") or 0
+            except DecodeError:
+                eta = 0  # unreadable: count it rather than stop early
+            total += eta <= horizon
+    return total
+
+
+def _rabbitmq_pending(adapter: DramatiqAdapter, queues: Sequence[str]) -> int:
+    """Ready messages in each queue and its delay queue. AMQP cannot count the messages a worker
+    has prefetched (running, or delayed and held in its memory)."""
+    import pika.exceptions
+
+    total = 0
+    for name in [n for queue in queues for n in (queue, dq_name(queue))]:
+        channel = adapter.amqp_channel()
+        try:
+            total += channel.queue_declare(name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:  # a queue nobody declared yet holds nothing
+                raise
+        finally:
+            if channel.is_open:
+                channel.close()
+    return total
+
+
+def __getattr__(backend: str) -> Any:
+    """``dramatiq unijob.adapters.dramatiq_worker:NAME`` serves the configured backend ``NAME``."""
+    from unijob import config
+
+    if backend.startswith("__") or backend not in config.settings().backends:
+        raise AttributeError(f"module {__name__!r} has no attribute {backend!r}")
+    return setup(backend)
+
+
+def _loaded_by_dramatiq() -> bool:
+    """Whether the ``dramatiq`` command is loading this module as its broker module (its worker
+    processes too, which inherit the command line)."""
+    return bool(sys.argv) and "dramatiq" in sys.argv[0] and __name__ in sys.argv[1:]
+
+
+if _loaded_by_dramatiq():  # the bare module form must leave a broker with the actors behind
     broker = setup()
-elif __name__ in sys.argv:  # the bare module would leave Dramatiq's default broker, with no actors
-    raise ImportError(f"the default unijob backend is not dramatiq: name a dramatiq backend, as in {__name__}:ALIAS")

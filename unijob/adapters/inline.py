@@ -7,23 +7,23 @@ only sooner. The job's exception propagates to the caller of ``perform_later``.
 
 from __future__ import annotations
 
-import json
-
-from unijob.adapters.base import Adapter, Capabilities, process_memory_store
-from unijob.batch_stores import BatchStore
+from unijob.adapters.base import Adapter, Capabilities
 from unijob.envelope import Envelope
+from unijob.execution import execute
 
 
 class InlineAdapter(Adapter):
     name = "inline"
     display_name = "Inline"
-    capabilities = Capabilities(delay=True, priority=True, notes="runs at once in the caller; a delay is not waited for")
+    capabilities = Capabilities(priority=True, in_process=True, notes="runs at once in the caller; a delay is not waited for")
 
-    def make_batch_store(self) -> BatchStore:
-        return process_memory_store()
+    @property
+    def description(self) -> str:
+        return "Inline (in this process)"
+
+    def batch_store_url(self) -> str:
+        return "memory://"
 
     def enqueue(self, envelope: Envelope) -> str | None:
-        from unijob.execution import execute
-
-        execute(json.loads(envelope.to_json()), adapter=self)
+        execute(Envelope.from_json(envelope.to_json()), adapter=self)
         return envelope.job_id

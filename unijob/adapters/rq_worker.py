@@ -13,7 +13,9 @@ import the configured job modules at start and refuse to run without the JSON se
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Sequence
+from typing import Any, Final
 
 import rq.job
 import rq.worker
@@ -21,12 +23,15 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
 
-from unijob import serializers
-from unijob.adapters.rq import META_KEY
-from unijob.envelope import FORMAT_VERSION, Envelope
+from unijob import serializers, worker
+from unijob.adapters.rq import DEFAULT_URL, RQAdapter
+from unijob.adapters.rq_bulk import META_KEY
 from unijob.errors import ConfigurationError, SerializationError
 from unijob.execution import execute
-from unijob.worker import load_jobs
+
+WORKER_CLASS: Final = f"{__name__}.Worker"
+SIMPLE_WORKER_CLASS: Final = f"{__name__}.SimpleWorker"
+JOB_CLASS: Final = f"{__name__}.Job"
 
 
 class Job(rq.job.Job):
@@ -37,12 +42,10 @@ class Job(rq.job.Job):
         return self._perform
 
     def _perform(self, *args: Any, **kwargs: Any) -> Any:
-        load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
+        worker.load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
         meta = self.meta.get(META_KEY) if isinstance(self.meta, dict) else None
-        if not isinstance(meta, dict):  # a job sent by plain RQ code: a fresh execution
-            meta = {"v": FORMAT_VERSION, "id": self.id, "queue": self.origin}
         # func_name is what RQ and its dashboard show, so it is what runs (or is refused).
-        envelope = Envelope.from_parts({**meta, "job": self.func_name}, list(args), kwargs)
+        envelope = worker.envelope_from_native(self.func_name or "", meta, args, kwargs, native_id=self.id, queue=self.origin)
         return _storable(execute(envelope))
 
     @property
@@ -77,7 +80,7 @@ class _UnijobWorker(rq.worker.BaseWorker):
             raise ConfigurationError(f"unijob's RQ worker needs --job-class {Job.__module__}.Job")
         if self.serializer is not JSONSerializer:
             raise ConfigurationError("unijob's RQ worker needs --serializer json (RQ's default, pickle, is unsafe)")
-        load_jobs()  # once, in the main process; fails at start when a job module does not import
+        worker.load_jobs()  # once, in the main process; fails at start when a job module does not import
 
     def bootstrap(
         self,
@@ -96,3 +99,38 @@ class Worker(_UnijobWorker, rq.worker.Worker):
 
 class SimpleWorker(_UnijobWorker, rq.worker.SimpleWorker):
     """Runs jobs in the worker process itself: about three times faster, no isolation."""
+
+
+def command(adapter: RQAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
+    """``rq worker`` (or ``rq worker-pool -n N``, whose workers always run the scheduler).
+    No RQ ``--burst``: it stops while delayed jobs are due soon; ``unijob worker --burst``
+    polls :func:`pending` instead."""
+    worker_class = SIMPLE_WORKER_CLASS if adapter.options.get("simple_worker") else WORKER_CLASS
+    if concurrency and concurrency > 1:
+        subcommand = ["worker-pool", "--num-workers", str(concurrency)]
+    else:
+        subcommand = ["worker", "--with-scheduler"]
+    return [
+        *worker.console_script("rq"),
+        *subcommand,
+        "--url",
+        adapter.url or DEFAULT_URL,
+        "--worker-class",
+        worker_class,
+        "--job-class",
+        JOB_CLASS,
+        "--serializer",
+        "json",
+        *queues,
+    ]
+
+
+def pending(adapter: RQAdapter, queues: Sequence[str], within: float) -> int:
+    now = time.time()
+    with adapter.redis.pipeline(transaction=False) as pipe:
+        for name in queues:
+            queue = adapter.queue(name)
+            pipe.llen(queue.key)
+            pipe.zcount(queue.started_job_registry.key, now, "+inf")  # expired entries belong to dead workers
+            pipe.zcount(queue.scheduled_job_registry.key, "-inf", now + within)
+        return sum(int(count) for count in pipe.execute())

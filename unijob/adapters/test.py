@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from unijob import registry
-from unijob.adapters.base import Adapter, Capabilities, EnqueueOutcome, process_memory_store
-from unijob.batch_stores import BatchStore
+from unijob.adapters.base import Adapter, Capabilities, EnqueueOutcome
+from unijob.core import BaseJob, job_class_of
 from unijob.envelope import Envelope
-from unijob.job import Job, JobRef
+from unijob.execution import execute
 
 AT_TOLERANCE = dt.timedelta(seconds=1)
 MAX_ROUNDS = 1000  # jobs that enqueue due jobs forever would otherwise never stop
@@ -24,34 +24,32 @@ class TestAdapter(Adapter):
     __test__ = False  # not a pytest test class
     name = "test"
     display_name = "Test"
-    capabilities = Capabilities(delay=True, priority=True, native_bulk=True, notes="records jobs; runs them on demand")
+    capabilities = Capabilities(priority=True, native_bulk=True, in_process=True, notes="records jobs; runs them on demand")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._enqueued: list[Envelope] = []
-        self._performed: list[Job] = []
+        self._performed: list[BaseJob] = []
 
-    def make_batch_store(self) -> BatchStore:
-        return process_memory_store()
+    def batch_store_url(self) -> str:
+        return "memory://"
 
     def enqueue(self, envelope: Envelope) -> str | None:
         self._enqueued.append(Envelope.from_json(envelope.to_json()))
         return envelope.job_id
 
-    def enqueue_many(self, envelopes: Sequence[Envelope]) -> list[EnqueueOutcome]:
+    def enqueue_all(self, envelopes: Sequence[Envelope]) -> list[EnqueueOutcome]:
         return [EnqueueOutcome(self.enqueue(envelope)) for envelope in envelopes]
 
     # --- inspection ------------------------------------------------------------------------------
 
     @property
-    def enqueued_jobs(self) -> list[Job]:
+    def enqueued_jobs(self) -> list[BaseJob]:
         """Jobs enqueued and not yet performed, rebuilt from their envelopes."""
-        from unijob.execution import load_job
-
-        return [load_job(registry.lookup(envelope.job), envelope) for envelope in self._enqueued]
+        return [registry.lookup(envelope.job).from_envelope(envelope) for envelope in self._enqueued]
 
     @property
-    def performed_jobs(self) -> list[Job]:
+    def performed_jobs(self) -> list[BaseJob]:
         return list(self._performed)
 
     def clear(self) -> None:
@@ -60,7 +58,7 @@ class TestAdapter(Adapter):
 
     # --- assertions ------------------------------------------------------------------------------
 
-    def assert_enqueued(self, job: Any = None, *, count: int | None = None, **filters: Any) -> list[Job]:
+    def assert_enqueued(self, job: Any = None, *, count: int | None = None, **filters: Any) -> list[BaseJob]:
         """Assert that jobs matching ``job`` (a job, job class or name) and the filters ``args``,
         ``kwargs``, ``queue``, ``priority`` and ``at`` (scheduled time, within a second) were
         enqueued: ``count`` of them, or at least one. Returns the matching jobs."""
@@ -69,7 +67,7 @@ class TestAdapter(Adapter):
     def assert_no_enqueued(self, job: Any = None, **filters: Any) -> None:
         _assert_matches("enqueued", self.enqueued_jobs, job, 0, filters)
 
-    def assert_performed(self, job: Any = None, *, count: int | None = None, **filters: Any) -> list[Job]:
+    def assert_performed(self, job: Any = None, *, count: int | None = None, **filters: Any) -> list[BaseJob]:
         return _assert_matches("performed", self._performed, job, count, filters)
 
     # --- running ---------------------------------------------------------------------------------
@@ -78,8 +76,6 @@ class TestAdapter(Adapter):
         """Run the enqueued jobs that are due now (or by ``at``), and those they enqueue that are
         due too. ``only`` limits it to a job or a list of jobs. Returns how many ran; a job's
         exception propagates."""
-        from unijob.execution import execute, load_job
-
         cutoff = (at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
         selectors = _selectors(only)
         ran = 0
@@ -99,18 +95,12 @@ class TestAdapter(Adapter):
                     execute(envelope, adapter=self)  # refuses and logs an unregistered job
                 finally:
                     if registry.is_registered(envelope.job):
-                        self._performed.append(load_job(registry.lookup(envelope.job), envelope))
+                        self._performed.append(registry.lookup(envelope.job).from_envelope(envelope))
         raise RuntimeError(f"perform_enqueued_jobs stopped after {MAX_ROUNDS} rounds: jobs keep enqueueing due jobs")
 
 
 def _name_of(job: Any) -> str:
-    if isinstance(job, JobRef):
-        return job.name
-    if isinstance(job, type) and issubclass(job, Job):
-        return job.name
-    if isinstance(job, str):
-        return job
-    raise TypeError(f"expected a job, a Job class or a job name, not {job!r}")
+    return job if isinstance(job, str) else job_class_of(job).name
 
 
 def _selectors(only: Any) -> set[str]:
@@ -120,7 +110,7 @@ def _selectors(only: Any) -> set[str]:
     return {_name_of(item) for item in items}
 
 
-def _matches(job: Job, name: str | None, filters: dict[str, Any]) -> bool:
+def _matches(job: BaseJob, name: str | None, filters: dict[str, Any]) -> bool:
     if name is not None and job.name != name:
         return False
     for key, expected in filters.items():
@@ -130,8 +120,11 @@ def _matches(job: Job, name: str | None, filters: dict[str, Any]) -> bool:
         elif key == "kwargs":
             if dict(job.kwargs) != dict(expected):
                 return False
-        elif key == "at":
-            if job.scheduled_at is None or abs(job.scheduled_at - expected.astimezone(dt.timezone.utc)) > AT_TOLERANCE:
+        elif key == "at":  # at=None: not delayed
+            if expected is None or job.scheduled_at is None:
+                if expected is not job.scheduled_at:
+                    return False
+            elif abs(job.scheduled_at - expected.astimezone(dt.timezone.utc)) > AT_TOLERANCE:
                 return False
         elif key in ("queue", "priority"):
             if getattr(job, key) != expected:
@@ -141,7 +134,7 @@ def _matches(job: Job, name: str | None, filters: dict[str, Any]) -> bool:
     return True
 
 
-def _assert_matches(what: str, jobs: list[Job], job: Any, count: int | None, filters: dict[str, Any]) -> list[Job]:
+def _assert_matches(what: str, jobs: list[BaseJob], job: Any, count: int | None, filters: dict[str, Any]) -> list[BaseJob]:
     name = None if job is None else _name_of(job)
     found = [candidate for candidate in jobs if _matches(candidate, name, filters)]
     if (count is None and found) or (count is not None and len(found) == count):

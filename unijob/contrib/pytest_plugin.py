@@ -22,5 +22,5 @@ from unijob.adapters.test import TestAdapter
 @pytest.fixture
 def unijob_test() -> Iterator[TestAdapter]:
     adapter = TestAdapter(alias="test")
-    with config.override(adapter=adapter):
+    with config.override(adapter):
         yield adapter

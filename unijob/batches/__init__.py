@@ -8,7 +8,9 @@
   its retries ran out); ``on_success`` once, when every job succeeded; ``on_discard`` once, at
   the first final discard. A job being retried has not finished. An empty batch finishes at once.
 - Callbacks are ordinary jobs, called with ``(batch, event)``.
-- The record lives in the backend's own store (see :mod:`unijob.batch_stores`).
+- The record lives in the backend's own store (:mod:`unijob.batches.stores`), at the URL its
+  adapter names (``Adapter.batch_store_url``).
+- The core knows nothing of batches: :class:`BatchMiddleware` hooks them in.
 """
 
 from __future__ import annotations
@@ -16,25 +18,38 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime as dt
+import logging
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 from unijob import config, serializers
-from unijob.batch_stores import BatchEvent, BatchRecord, BatchStore, Outcome, utc
+from unijob.adapters.base import Adapter
+from unijob.batches.stores import BatchEvent, BatchRecord, BatchStore, Outcome, open_store, utc
+from unijob.constants import DEFAULT_BACKEND
+from unijob.core import BaseJob, job_class_of
+from unijob.enqueuing import bulk, enqueue, perform_all_later
 from unijob.errors import ConfigurationError, Error
-from unijob.job import Job, JobRef
+from unijob.execution import current_job
+from unijob.middleware import Middleware
+from unijob.options import JobOptions
 
+logger = logging.getLogger("unijob")
 _open_batch: contextvars.ContextVar[_OpenBatch | None] = contextvars.ContextVar("unijob_open_batch", default=None)
+_stores: weakref.WeakKeyDictionary[Adapter, BatchStore] = weakref.WeakKeyDictionary()
 
-Callback = JobRef[Any, Any] | type[Job] | None
 
-
-def store_for(alias: str) -> BatchStore:
-    return config.get_adapter(alias).batch_store()
+def store_for(backend: str) -> BatchStore:
+    """The batch store of a configured backend, opened once per adapter."""
+    adapter = config.get_adapter(backend)
+    store = _stores.get(adapter)
+    if store is None:
+        store = _stores[adapter] = open_store(adapter.batch_store_url(), config.settings().batch_retention)
+    return store
 
 
 class Batch:
@@ -79,7 +94,7 @@ class Batch:
         return self._record.discarded > 0
 
     @classmethod
-    def find(cls, batch_id: str, backend: str = config.DEFAULT_ALIAS) -> Batch:
+    def find(cls, batch_id: str, backend: str = DEFAULT_BACKEND) -> Batch:
         record = store_for(backend).get(batch_id)
         if record is None:
             raise Error(f"batch {batch_id} does not exist (or its record expired)")
@@ -99,11 +114,9 @@ class Batch:
         store_for(self.backend).update_properties(self.id, changed, removed)
         self._saved = dumped
 
-    def add(self, jobs: Iterable[Job]) -> int:
+    def add(self, jobs: Iterable[BaseJob]) -> int:
         """Add jobs to this batch (also from a job of the batch) and enqueue them in bulk.
         Raises :class:`BatchFinishedError` once the batch finished. Returns how many were enqueued."""
-        from unijob.bulk import perform_all_later
-
         members = [_join(job, self.id, self.backend) for job in jobs]
         store_for(self.backend).add(self.id, len(members))
         return perform_all_later(members)
@@ -113,7 +126,7 @@ class Batch:
         return f"<Batch {r.id} total={r.total} pending={r.pending} succeeded={r.succeeded} discarded={r.discarded}>"
 
 
-def _join(job: Job, batch_id: str, backend: str) -> Job:
+def _join(job: BaseJob, batch_id: str, backend: str) -> BaseJob:
     if job.backend != backend:
         raise ConfigurationError(
             f"{job.display_name} uses backend {job.backend!r} but its batch lives on {backend!r}; "
@@ -141,14 +154,13 @@ class BatchBuilder(AbstractContextManager["Batch"]):
             created_at=time.time(),
         )
         self._store = store_for(backend)
-        self._bulk: AbstractContextManager[list[Job]] | None = None
+        self._bulk: AbstractContextManager[list[BaseJob]] | None = None
         self._token: contextvars.Token[_OpenBatch | None] | None = None
         self._open: _OpenBatch | None = None
+        self._batch: Batch | None = None
 
-    def enqueue(self, jobs: Iterable[Job]) -> Batch:
+    def enqueue(self, jobs: Iterable[BaseJob]) -> Batch:
         """Create the batch with these jobs (built with ``job.new(...)``) and enqueue them in bulk."""
-        from unijob.bulk import perform_all_later
-
         members = [_join(job, self.record.id, self.record.backend) for job in jobs]
         self._store.create(dataclasses.replace(self.record, total=len(members), pending=len(members)))
         perform_all_later(members)
@@ -156,17 +168,16 @@ class BatchBuilder(AbstractContextManager["Batch"]):
         return Batch.find(self.record.id, self.record.backend)
 
     def __enter__(self) -> Batch:
-        from unijob.bulk import bulk
-
         self._store.create(self.record)
         self._open = _OpenBatch(self.record.id, self.record.backend)
         self._token = _open_batch.set(self._open)
         self._bulk = bulk()
         self._bulk.__enter__()
-        return Batch(self.record)
+        self._batch = Batch(self.record)
+        return self._batch
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        assert self._bulk is not None and self._token is not None and self._open is not None
+        assert self._bulk is not None and self._token is not None and self._open is not None and self._batch is not None
         _open_batch.reset(self._token)
         if kind is not None:
             self._bulk.__exit__(kind, error, tb)  # enqueues nothing
@@ -176,74 +187,38 @@ class BatchBuilder(AbstractContextManager["Batch"]):
         self._store.add(self.record.id, self._open.joined)
         self._bulk.__exit__(None, None, None)  # flushes now, or with an enclosing unijob.bulk()
         fire(self.record.id, self.record.backend, self._store.seal(self.record.id))
+        self._batch.reload()  # the object the block yielded shows the jobs it added
 
 
 def batch(
     *,
-    on_finish: Callback = None,
-    on_success: Callback = None,
-    on_discard: Callback = None,
+    on_finish: object = None,
+    on_success: object = None,
+    on_discard: object = None,
     queue: str | None = None,
-    backend: str = config.DEFAULT_ALIAS,
+    backend: str = DEFAULT_BACKEND,
     **properties: Any,
 ) -> BatchBuilder:
-    """Start a batch. ``queue`` is the callback jobs' queue; ``properties`` are kept with the batch."""
+    """Start a batch. The callbacks are jobs (``@unijob.job`` functions or ``Job`` classes);
+    ``queue`` is their queue; ``properties`` are kept with the batch."""
     callbacks = {
-        event: _callback_name(callback)
+        event: job_class_of(callback).name
         for event, callback in (("finish", on_finish), ("success", on_success), ("discard", on_discard))
         if callback is not None
     }
     return BatchBuilder(callbacks, queue, backend, properties)
 
 
-def _callback_name(callback: JobRef[Any, Any] | type[Job]) -> str:
-    if isinstance(callback, JobRef):
-        return callback.name
-    if isinstance(callback, type) and issubclass(callback, Job):
-        return callback.name
-    raise TypeError(f"a batch callback must be a unijob job, not {callback!r}")
-
-
 def current_batch() -> Batch | None:
     """The batch of the job being performed, if it belongs to one."""
-    from unijob.execution import current_job
-
     job = current_job()
     return None if job is None or job.batch_id is None else Batch.find(job.batch_id, job.backend)
-
-
-# --- hooks for the core ------------------------------------------------------------------------------
-
-
-def join_current(job: Job) -> None:
-    """Called on every enqueue: a job enqueued inside a ``with unijob.batch()`` block joins it."""
-    open_batch = _open_batch.get()
-    if open_batch is not None and job.batch_id is None:
-        _join(job, open_batch.id, open_batch.backend)
-        open_batch.joined += 1
-
-
-def job_finished(job: Job, *, succeeded: bool) -> None:
-    """Called by the execution path when a job of a batch reaches a final state."""
-    _progress(job, "succeeded" if succeeded else "discarded")
-
-
-def withdraw(job: Job) -> None:
-    """Called by bulk enqueue for a batch job that was never enqueued: it no longer counts."""
-    _progress(job, "withdrawn")
-
-
-def _progress(job: Job, outcome: Outcome) -> None:
-    assert job.batch_id is not None
-    fire(job.batch_id, job.backend, store_for(job.backend).finish_job(job.batch_id, outcome))
 
 
 def fire(batch_id: str, backend: str, events: list[BatchEvent]) -> None:
     """Enqueue the callback jobs for events that just happened (each happens once, by the store)."""
     if not events:
         return
-    from unijob import registry
-
     record = store_for(backend).get(batch_id)
     if record is None:
         return
@@ -251,8 +226,36 @@ def fire(batch_id: str, backend: str, events: list[BatchEvent]) -> None:
     for event in events:
         name = record.callbacks.get(event)
         if name is not None:
-            callback: JobRef[..., Any] = JobRef(registry.lookup(name))
-            callback.set(queue=record.callback_queue).perform_later(current, event)
+            callback = job_class_of(name)(current, event)
+            enqueue(callback.apply(JobOptions(queue=record.callback_queue)))
+
+
+class BatchMiddleware(Middleware):
+    """Hooks batches into the core: a job enqueued in a ``with unijob.batch()`` block joins it, and a
+    job of a batch counts in it when it reaches a final state (or was never enqueued)."""
+
+    def before_enqueue(self, job: BaseJob) -> None:
+        open_batch = _open_batch.get()
+        if open_batch is not None and job.batch_id is None:
+            _join(job, open_batch.id, open_batch.backend)
+            open_batch.joined += 1
+
+    def enqueue_failed(self, job: BaseJob, error: BaseException) -> None:
+        # A retry that failed to enqueue is not withdrawn: execution counts it as a final failure.
+        if job.batch_id is not None and job.executions == 0:
+            try:
+                _progress(job, "withdrawn")
+            except Exception:  # the batch store may share the broker that just failed
+                logger.warning("could not withdraw job %s from batch %s", job.job_id, job.batch_id, exc_info=True)
+
+    def after_finish(self, job: BaseJob, succeeded: bool) -> None:
+        if job.batch_id is not None:
+            _progress(job, "succeeded" if succeeded else "discarded")
+
+
+def _progress(job: BaseJob, outcome: Outcome) -> None:
+    assert job.batch_id is not None
+    fire(job.batch_id, job.backend, store_for(job.backend).finish_job(job.batch_id, outcome))
 
 
 def _dump_batch(value: Batch) -> list[str]:

@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from unijob.constants import DEFAULT_BACKEND
 from unijob.errors import BatchFinishedError, ConfigurationError, Error
+from unijob.urls import REDIS_SCHEMES, redact, scheme, sqlite_path
 
 Outcome = Literal["succeeded", "discarded", "withdrawn"]
 BatchEvent = Literal["finish", "success", "discard"]
@@ -34,7 +36,7 @@ class BatchRecord:
     properties: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # values serialized like job arguments
     callbacks: Mapping[str, str] = dataclasses.field(default_factory=dict)  # event -> job name
     callback_queue: str | None = None
-    backend: str = "default"
+    backend: str = DEFAULT_BACKEND
     total: int = 0
     pending: int = 0
     succeeded: int = 0
@@ -385,17 +387,25 @@ class SqliteStore:
             db.execute("DELETE FROM unijob_batches WHERE id = ?", (batch_id,))
 
 
-def store_for_url(url: str, retention: float) -> BatchStore:
-    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://``."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
+_memory: MemoryStore | None = None
+
+
+def open_store(url: str, retention: float) -> BatchStore:
+    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one store of
+    this process, which the inline and test adapters share)."""
+    global _memory
+    kind = scheme(url)
+    if kind in REDIS_SCHEMES:
         return RedisStore(url, retention)
-    if url.startswith("sqlite://"):
-        return SqliteStore(url.removeprefix("sqlite:///"), retention)  # sqlite:////abs/path keeps its slash
-    if url.startswith("memory://"):
-        return MemoryStore(retention)
+    if kind == "sqlite":
+        return SqliteStore(sqlite_path(url, None, ""), retention)
+    if kind == "memory":
+        if _memory is None:
+            _memory = MemoryStore(retention)
+        return _memory
     raise ConfigurationError(
-        f"no batch store for {url!r}: batches need Redis or SQLite; set the backend option "
-        "batch_store='redis://...' (for example on a RabbitMQ-only deployment)"
+        f"no batch store for {redact(url) if url else 'this backend'}: batches need Redis or SQLite; set the backend "
+        "option batch_store='redis://...' (for example on a RabbitMQ-only deployment)"
     )
 
 

@@ -1,0 +1,230 @@
+"""The job core: a job's class settings, one invocation's data, and the one mapping between a job
+and its :class:`~unijob.envelope.Envelope` (Rails' ``ActiveJob::Core``).
+
+:class:`BaseJob` knows nothing of backends, enqueueing or execution; :class:`unijob.Job` adds those
+on top. Every copy between a job and an envelope happens here: :meth:`BaseJob.to_envelope` (at
+enqueue), :meth:`BaseJob.from_envelope` (in the worker) and :meth:`BaseJob.next_attempt` (a retry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from unijob import registry, serializers
+from unijob.constants import DEFAULT_BACKEND, DEFAULT_QUEUE
+from unijob.envelope import Envelope
+from unijob.errors import SerializationError
+from unijob.ids import new_job_id
+from unijob.options import JobOptions, check_name, check_priority
+from unijob.retry import RetryPolicy
+
+_JobT = TypeVar("_JobT", bound="BaseJob")
+
+
+class BaseJob:
+    """A job class (subclass :class:`unijob.Job`, not this). An instance is one invocation: its
+    arguments plus what the backend made of it."""
+
+    # --- class settings --------------------------------------------------------------------------
+    name: ClassVar[str] = ""  # registered name: module path and qualified name by default
+    display_name: ClassVar[str] = ""
+    queue: str = DEFAULT_QUEUE
+    priority: int | None = None  # -100..100, larger runs sooner; None: the backend's default
+    backend: str = DEFAULT_BACKEND  # the name of the configured backend that enqueues it
+    retry_on: ClassVar[RetryPolicy | Sequence[RetryPolicy]] = ()
+    discard_on: ClassVar[type[BaseException] | tuple[type[BaseException], ...]] = ()
+
+    def __init_subclass__(cls, *, name: str | None = None, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        cls.name = name or f"{cls.__module__}.{cls.__qualname__}"
+        cls.display_name = cls.__qualname__.rpartition("<locals>.")[2]
+        check_name(cls.display_name, "queue", cls.queue)
+        check_name(cls.display_name, "backend", cls.backend)
+        check_priority(cls.display_name, cls.priority)
+        registry.register(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.job_id = new_job_id()
+        self.queue = type(self).queue
+        self.priority = type(self).priority
+        self.priority_requested = False  # set() asked for it: a backend without priority must refuse it
+        self.backend = type(self).backend
+        self.wait: dt.timedelta | None = None
+        self.wait_until: dt.datetime | None = None
+        self.scheduled_at: dt.datetime | None = None
+        self.enqueued_at: dt.datetime | None = None
+        self.executions = 0
+        self.exception_executions: dict[str, int] = {}
+        self.batch_id: str | None = None
+        self.provider_job_id: str | None = None
+        self.successfully_enqueued = False
+        self.enqueue_error: BaseException | None = None
+        self.serialized: tuple[list[Any], dict[str, Any]] | None = None
+
+    def perform(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform()")
+
+    # --- callbacks: override in a subclass -------------------------------------------------------
+
+    def before_enqueue(self) -> None:
+        """Runs before the job is handed to the backend (not in bulk)."""
+
+    def around_enqueue(self, proceed: Callable[[], None]) -> None:
+        """Wraps the hand-over; call ``proceed()`` to enqueue."""
+        proceed()
+
+    def after_enqueue(self) -> None:
+        """Runs once the backend accepted the job (not in bulk)."""
+
+    def before_perform(self) -> None:
+        """Runs in the worker before ``perform``."""
+
+    def around_perform(self, proceed: Callable[[], Any]) -> Any:
+        """Wraps ``perform``; call and return ``proceed()``."""
+        return proceed()
+
+    def after_perform(self) -> None:
+        """Runs after ``perform`` returned."""
+
+    def after_discard(self, error: BaseException) -> None:
+        """Runs when the job failed for good: ``discard_on``, retries exhausted, or an unhandled error."""
+
+    # --- options -----------------------------------------------------------------------------------
+
+    def apply(self: _JobT, options: JobOptions) -> _JobT:
+        """Apply ``set()`` options to this invocation."""
+        if options.queue is not None:
+            self.queue = options.queue
+        if options.priority is not None:
+            self.priority = options.priority
+            self.priority_requested = True
+        if options.backend is not None:
+            self.backend = options.backend
+        if options.wait is not None or options.wait_until is not None:
+            self.wait, self.wait_until = options.wait, options.wait_until
+        return self
+
+    def schedule(self, now: dt.datetime) -> dt.datetime | None:
+        """Fix ``scheduled_at`` from ``wait``/``wait_until`` at enqueue time."""
+        if self.wait is not None:
+            self.scheduled_at = now + self.wait
+        elif self.wait_until is not None:
+            self.scheduled_at = self.wait_until
+        return self.scheduled_at
+
+    # --- the envelope --------------------------------------------------------------------------------
+
+    def to_envelope(self, now: dt.datetime) -> Envelope:
+        """This invocation as it travels. Raises :class:`SerializationError` naming the argument."""
+        args, kwargs = self.serialize_arguments()
+        self.enqueued_at = now
+        return Envelope(
+            job=self.name,
+            job_id=self.job_id,
+            args=args,
+            kwargs=kwargs,
+            queue=self.queue,
+            priority=self.priority,
+            enqueued_at=now,
+            scheduled_at=self.scheduled_at,
+            executions=self.executions,
+            exception_executions=dict(self.exception_executions),
+            batch_id=self.batch_id,
+        )
+
+    @classmethod
+    def from_envelope(cls: type[_JobT], envelope: Envelope) -> _JobT:
+        """The invocation an envelope describes, its arguments deserialized."""
+        args, kwargs = serializers.loads_args(envelope.args, envelope.kwargs)
+        job = cls(*args, **kwargs)
+        job.job_id = envelope.job_id
+        job.queue = envelope.queue
+        job.priority = envelope.priority
+        job.enqueued_at = envelope.enqueued_at
+        job.scheduled_at = envelope.scheduled_at
+        job.executions = envelope.executions
+        job.exception_executions = dict(envelope.exception_executions)
+        job.batch_id = envelope.batch_id
+        job.serialized = (envelope.args, envelope.kwargs)
+        job.successfully_enqueued = True
+        return job
+
+    def next_attempt(self: _JobT, wait: float) -> _JobT:
+        """The retry of this invocation, due after ``wait`` seconds: same id, arguments (not
+        serialized again), queue, priority, backend and batch, and the executions so far."""
+        retry = type(self)(*self.args, **self.kwargs)
+        retry.job_id = self.job_id
+        retry.queue, retry.priority, retry.backend = self.queue, self.priority, self.backend
+        retry.executions = self.executions
+        retry.exception_executions = dict(self.exception_executions)
+        retry.batch_id = self.batch_id
+        retry.serialized = self.serialized
+        retry.wait = dt.timedelta(seconds=wait) if wait > 0 else None
+        return retry
+
+    def serialize_arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        if self.serialized is None:
+            try:
+                self.serialized = serializers.dumps_args(self.args, self.kwargs)
+            except serializers.NotSerializable as exc:
+                error = SerializationError(f"{self.display_name}: argument {self._argument_path(exc.path)} {exc.reason}")
+                self.enqueue_error = error
+                raise error from None
+        return self.serialized
+
+    @classmethod
+    def _argument_path(cls, path: str) -> str:
+        """``args[0]['owner']`` becomes ``filters['owner']`` when the first parameter is ``filters``."""
+        if not path.startswith("args["):
+            return path
+        index_text, _, rest = path[5:].partition("]")
+        signature = cls.signature()
+        if signature is None:
+            return path
+        positional = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+        ]
+        index = int(index_text)
+        return positional[index] + rest if index < len(positional) else path
+
+    # --- policies ------------------------------------------------------------------------------------
+
+    @classmethod
+    def retry_policies(cls) -> tuple[RetryPolicy, ...]:
+        policies = cls.retry_on
+        return (policies,) if isinstance(policies, RetryPolicy) else tuple(policies)
+
+    @classmethod
+    def discard_exceptions(cls) -> tuple[type[BaseException], ...]:
+        discard = cls.discard_on
+        return discard if isinstance(discard, tuple) else (discard,)
+
+    @classmethod
+    def signature(cls) -> inspect.Signature | None:
+        try:
+            return inspect.signature(cls.perform)
+        except (TypeError, ValueError):
+            return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} {self.job_id} queue={self.queue!r} args={self.args!r} kwargs={self.kwargs!r}>"
+
+
+def job_class_of(reference: object) -> type[BaseJob]:
+    """The job class behind a reference: a job class, anything with a ``job_class`` (what
+    ``@unijob.job`` and ``job.set()`` return), or a registered job name."""
+    if isinstance(reference, str):
+        return registry.lookup(reference)
+    candidate = getattr(reference, "job_class", reference)
+    if isinstance(candidate, type) and issubclass(candidate, BaseJob):
+        return candidate
+    raise TypeError(f"expected a unijob job (a @unijob.job function, a Job class or a job name), not {reference!r}")
