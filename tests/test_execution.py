@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -200,3 +201,28 @@ def test_inline_runs_at_once_after_a_json_round_trip() -> None:
         with pytest.raises(ZeroDivisionError):
             explode.perform_later()
     assert results == [(1, 2), {1: "x"}]
+
+
+class RefusingAdapter(TestAdapter):
+    """A broker that takes nothing."""
+
+    def enqueue(self, envelope: Any) -> str | None:
+        raise unijob.EnqueueError("Test at redis://x did not accept the job: ConnectionError: down")
+
+    def enqueue_all(self, envelopes: Any) -> list[Any]:
+        error = unijob.EnqueueError("Test at redis://x did not accept the job: ConnectionError: down")
+        return [unijob.adapters.base.EnqueueOutcome(error=error) for _ in envelopes]
+
+
+def test_a_failed_enqueue_logs_an_error_whatever_the_level_of_the_success_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="unijob")  # success lines are off
+    with unijob.override(RefusingAdapter(alias="default")):
+        assert unijob.perform_all_later([send_welcome.new(1), send_welcome.new(2)]) == 0
+        with pytest.raises(unijob.EnqueueError):
+            send_welcome.perform_later(3)
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    why = "EnqueueError (Test at redis://x did not accept the job: ConnectionError: down)"
+    assert errors == [
+        f"Failed enqueuing 2 jobs to Test, first error: {why}",
+        f"Failed enqueuing send_welcome to Test(mail): {why}",
+    ]

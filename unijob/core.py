@@ -210,10 +210,15 @@ class BaseJob:
 
     @classmethod
     def signature(cls) -> inspect.Signature | None:
+        """The signature of what the job runs, to name an argument in an error."""
         try:
-            return inspect.signature(cls.perform)
+            return inspect.signature(cls.body())
         except (TypeError, ValueError):
             return None
+
+    @classmethod
+    def body(cls) -> Callable[..., Any]:
+        return cls.perform
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.job_id} queue={self.queue!r} args={self.args!r} kwargs={self.kwargs!r}>"

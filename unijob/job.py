@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -80,11 +79,8 @@ class FunctionJob(Job, abstract=True):
         return type(self).function(*args, **kwargs)
 
     @classmethod
-    def signature(cls) -> inspect.Signature | None:
-        try:
-            return inspect.signature(cls.function)
-        except (TypeError, ValueError):
-            return None
+    def body(cls) -> Callable[..., Any]:
+        return cls.function
 
 
 class JobRef(Generic[P, R]):

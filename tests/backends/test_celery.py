@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -587,3 +589,16 @@ def test_options_are_checked() -> None:
         CeleryAdapter(url=REDIS_URL, options={"visibility_timout": 10})
     with pytest.raises(unijob.ConfigurationError, match="not both|itself"):
         CeleryAdapter(url=REDIS_URL, options={"celery_app": f"{__name__}:existing_app"})
+
+
+def test_celery_app_is_found_in_the_working_directory_as_celery_a_finds_it(tmp_path: Path) -> None:
+    """``celery_app="tasks:app"`` from the project folder, in a process whose ``sys.path`` does not
+    start with it (a script elsewhere, a console script), as ``celery -A tasks`` finds it."""
+    (tmp_path / "tasks.py").write_text(f"from celery import Celery\n\napp = Celery('tasks', broker='{REDIS_URL}')\n")
+    (tmp_path / "bin").mkdir()
+    probe = tmp_path / "bin" / "probe.py"
+    probe.write_text("import unijob\n\nunijob.configure('celery', celery_app='tasks:app')\nprint(unijob.get_adapter().app.main)")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UNIJOB_")}
+    result = subprocess.run([sys.executable, str(probe)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tasks"

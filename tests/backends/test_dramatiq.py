@@ -137,6 +137,34 @@ def test_a_delay_uses_dramatiqs_delay_queue_with_an_eta(on_redis: DramatiqAdapte
     assert pending(on_redis, [queue], within=5) == 1  # counted, rather than stopping a burst worker early
 
 
+@pytest.mark.parametrize("harness_name", ["dramatiq-redis", "dramatiq-rabbitmq"])
+def test_a_delay_longer_than_the_broker_holds_travels_in_hops_and_runs_once(
+    harness_name: str, harness_pool: Any, token: str
+) -> None:
+    """A delay beyond ``max_delay`` (an hour on Redis, 15 min on RabbitMQ by default) is handed to
+    Dramatiq in hops: the message arrives early, the worker sends it on, and only the last hop runs
+    the job, once, not before its time."""
+    harness = harness_pool.get(harness_name)
+    with config.override(**{**harness.configuration(), "max_delay": 1}):
+        adapter = config.get_adapter()
+        assert isinstance(adapter, DramatiqAdapter) and adapter.capabilities.max_hold == dt.timedelta(seconds=1)
+        job = jobs.echo.set(wait=3).perform_later(token, "hopped")
+    assert job.scheduled_at is not None
+    (run,) = harness.wait_for(token, lambda r: len(r) >= 1, timeout=30)
+    assert run["at"] >= job.scheduled_at.timestamp()
+    assert run["job_id"] == job.job_id and run["executions"] == 1
+    assert len(harness.settle(token, 1.5)) == 1
+
+
+def test_the_first_hop_is_handed_to_dramatiq_with_the_short_delay(harness_pool: Any, token: str, queue: str) -> None:
+    with config.override(**{**harness_pool.get("dramatiq-redis").configuration(), "max_delay": 1}):
+        before = time.time() * 1000
+        job = jobs.echo.set(queue=queue, wait=3600).perform_later(token)
+    (wire,) = redis_messages(f"{queue}.DQ")
+    assert before + 1000 <= wire["options"]["eta"] <= time.time() * 1000 + 1001  # the next hop, not the job's time
+    assert wire["options"]["unijob"]["scheduled_at"] == job.scheduled_at.isoformat()  # what the worker checks on arrival
+
+
 def test_a_retry_gets_its_own_native_id(on_redis: DramatiqAdapter, queue: str) -> None:
     envelope = Envelope(job="tests.jobs.ping", job_id=str(uuid.uuid4()), args=["x"], kwargs={}, queue=queue, executions=2)
 

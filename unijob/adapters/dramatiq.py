@@ -46,11 +46,12 @@ AMQP_TIMEOUTS: Final = {"socket_timeout": "5", "stack_timeout": "10", "blocked_c
 class DramatiqAdapter(Adapter):
     """Options: ``namespace`` (Redis key prefix, Dramatiq's ``dramatiq``), ``max_priority``
     (RabbitMQ's ``x-max-priority``, 10; 0 turns priority off), ``actor_options`` (passed to every
-    actor the worker declares) and ``batch_store``."""
+    actor the worker declares), ``max_delay`` (seconds: the longest delay handed to the broker;
+    longer ones hop) and ``batch_store``."""
 
     name = "dramatiq"
     display_name = "Dramatiq"
-    OPTIONS = frozenset({"namespace", "max_priority", "actor_options"})
+    OPTIONS = frozenset({"namespace", "max_priority", "actor_options", "max_delay"})
     worker_module = "unijob.adapters.dramatiq_worker"
 
     def __init__(self, **kwargs: Any) -> None:
@@ -68,6 +69,8 @@ class DramatiqAdapter(Adapter):
         else:
             self.max_hold = scheduling.AMQP_MAX_HOLD
             notes = f"RabbitMQ: priority via x-max-priority={self.max_priority}; delays wait in the worker's memory"
+        if self.options.get("max_delay"):
+            self.max_hold = dt.timedelta(seconds=float(self.options["max_delay"]))
         self.capabilities = Capabilities(max_hold=self.max_hold, priority=self.max_priority > 0, native_bulk=True, notes=notes)
         self._broker: Broker | None = None
         self._lock = threading.Lock()

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from huey.storage import BaseSqlStorage, PriorityRedisStorage, SqliteStorage
-from huey.utils import utcnow
 
+from unijob import scheduling
 from unijob.adapters.base import Adapter, Capabilities, EnqueueOutcome
 from unijob.adapters.huey_wire import JobHuey, dumps
 from unijob.envelope import Envelope
@@ -173,7 +173,7 @@ class HueyAdapter(Adapter):
         if not envelope.executions:
             del meta["id"]  # the message id; a retry's message id is "<job id>-<executions>"
         message["unijob"] = {key: value for key, value in meta.items() if value is not None and _DEFAULTS.get(key, _ANY) != value}
-        due_later = naive_eta is not None and naive_eta > utcnow()
+        due_later = scheduling.due_at(eta) is not None
         return _Item(job_id, dumps(message).encode(), envelope.priority, naive_eta if due_later else None)
 
     def _insert_sqlite(self, storage: Any, items: list[_Item]) -> None:
