@@ -58,7 +58,7 @@ def test_the_envelope_is_versioned_json_with_all_metadata(unijob_test: TestAdapt
         ("[1, 2]", "is a JSON object"),
         (json.dumps({"job": "x"}), "missing v, id, args, kwargs, queue"),
         (json.dumps(envelope_dict(v=2)), "format version 2 is not supported"),
-        (json.dumps(envelope_dict(args="41")), "args must be list"),
+        (json.dumps(envelope_dict(args="41")), "args must be a list"),
         (json.dumps(envelope_dict(priority="high")), "priority must be an integer"),
         (json.dumps(envelope_dict(scheduled_at="yesterday")), "malformed unijob envelope"),
     ],

@@ -140,9 +140,10 @@ class BaseJob:
         )
 
     @classmethod
-    def from_envelope(cls: type[_JobT], envelope: Envelope) -> _JobT:
-        """The invocation an envelope describes, its arguments deserialized."""
-        args, kwargs = serializers.loads_args(envelope.args, envelope.kwargs)
+    def from_envelope(cls: type[_JobT], envelope: Envelope, *, arguments: bool = True) -> _JobT:
+        """The invocation an envelope describes, its arguments deserialized (raising
+        :class:`DeserializationError`), or left out with ``arguments=False``."""
+        args, kwargs = serializers.loads_args(envelope.args, envelope.kwargs) if arguments else ((), {})
         job = cls(*args, **kwargs)
         job.job_id = envelope.job_id
         job.queue = envelope.queue

@@ -28,6 +28,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from unijob.constants import PRIORITY_MAX, PRIORITY_MIN
 from unijob.errors import EnvelopeError
 
 FORMAT_VERSION: Final = 1
@@ -74,57 +75,86 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        """The envelope a JSON object describes. Anything else raises :class:`EnvelopeError`."""
         if not isinstance(data, Mapping):
             raise EnvelopeError(f"a unijob envelope is a JSON object, got {type(data).__name__}")
         missing = [key for key in _REQUIRED if key not in data]
         if missing:
             raise EnvelopeError(f"malformed unijob envelope: missing {', '.join(missing)}")
-        if data["v"] != FORMAT_VERSION:
+        if type(data["v"]) is not int or data["v"] != FORMAT_VERSION:
             raise EnvelopeError(
                 f"unijob envelope format version {data['v']!r} is not supported "
                 f"(this unijob reads version {FORMAT_VERSION}); upgrade unijob on the worker"
             )
         try:
-            envelope = cls(
+            return cls(
                 job=_typed(data, "job", str),
                 job_id=_typed(data, "id", str),
                 args=_typed(data, "args", list),
                 kwargs=_typed(data, "kwargs", dict),
                 queue=_typed(data, "queue", str),
-                priority=data.get("priority"),
-                enqueued_at=_parse_time(data.get("enqueued_at")),
-                scheduled_at=_parse_time(data.get("scheduled_at")),
-                executions=int(data.get("executions") or 0),
-                exception_executions=dict(data.get("exception_executions") or {}),
-                batch_id=data.get("batch_id"),
+                priority=_priority(data),
+                enqueued_at=_parse_time(data, "enqueued_at"),
+                scheduled_at=_parse_time(data, "scheduled_at"),
+                executions=_count(data.get("executions") or 0, "executions"),
+                exception_executions=_counters(data.get("exception_executions") or {}),
+                batch_id=_optional(data, "batch_id", str),
             )
-        except (TypeError, ValueError) as exc:
-            raise EnvelopeError(f"malformed unijob envelope: {exc}") from exc
-        if envelope.priority is not None and type(envelope.priority) is not int:
-            raise EnvelopeError("malformed unijob envelope: priority must be an integer or null")
-        return envelope
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EnvelopeError(f"malformed unijob envelope: {exc}") from None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Envelope:
         try:
             data = json.loads(raw)
-        except ValueError as exc:
-            raise EnvelopeError(f"a unijob envelope must be JSON: {exc}") from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EnvelopeError(f"a unijob envelope must be JSON: {exc}") from None
+        except RecursionError:
+            raise EnvelopeError("a unijob envelope must be JSON nested less deeply than this one") from None
         return cls.from_dict(data)
+
+
+_KINDS: Final = {int: "an integer", str: "a string", list: "a list", dict: "an object"}
 
 
 def _typed(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
     value = data[key]
-    if not isinstance(value, kind):
-        raise TypeError(f"{key} must be {kind.__name__}, got {type(value).__name__}")
+    if type(value) is not kind:  # bool is not an int here, and a str subclass is not a str
+        raise TypeError(f"{key} must be {_KINDS.get(kind, kind.__name__)}, got {type(value).__name__}")
     return value
+
+
+def _optional(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    return None if data.get(key) is None else _typed(data, key, kind)
+
+
+def _priority(data: Mapping[str, Any]) -> int | None:
+    priority: int | None = _optional(data, "priority", int)
+    if priority is not None and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX}, got {priority}")
+    return priority
+
+
+def _count(value: Any, name: str) -> int:
+    if type(value) is not int or value < 0:
+        raise TypeError(f"{name} must be a count (a whole number of at least 0), got {value!r}")
+    return value
+
+
+def _counters(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"exception_executions must be an object, got {type(value).__name__}")
+    return {
+        _typed({"policy": key}, "policy", str): _count(count, f"exception_executions[{key!r}]") for key, count in value.items()
+    }
 
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _parse_time(value: Any) -> dt.datetime | None:
+def _parse_time(data: Mapping[str, Any], key: str) -> dt.datetime | None:
+    value = _optional(data, key, str)
     if value is None:
         return None
     parsed = dt.datetime.fromisoformat(value)

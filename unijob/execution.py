@@ -13,7 +13,7 @@ from unijob.adapters.base import Adapter
 from unijob.core import BaseJob
 from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
-from unijob.errors import EnqueueError, Error, UnknownJobError
+from unijob.errors import DeserializationError, EnqueueError, Error, UnknownJobError
 
 logger = logging.getLogger("unijob")
 _current_job: contextvars.ContextVar[BaseJob | None] = contextvars.ContextVar("unijob_current_job", default=None)
@@ -41,7 +41,25 @@ def execute(payload: Envelope | Mapping[str, Any] | str | bytes, *, adapter: Ada
     except UnknownJobError as error:
         logger.error("Refused job %r (Job ID: %s): %s", envelope.job, envelope.job_id, error)
         raise
-    return perform_now(job_class.from_envelope(envelope), adapter=adapter)
+    try:
+        job = job_class.from_envelope(envelope)
+    except DeserializationError as error:
+        logger.error("Refused job %r (Job ID: %s): %s", envelope.job, envelope.job_id, error)
+        give_up(job_class.from_envelope(envelope, arguments=False), error, adapter, run_callbacks=False)
+        raise
+    return perform_now(job, adapter=adapter)
+
+
+def give_up(job: BaseJob, error: BaseException, adapter: Adapter | None, *, run_callbacks: bool = True) -> None:
+    """A final failure of a job that did not run to an outcome of its own: its arguments could not
+    be read, or its worker died, or it expired. It counts as a final discard (the ``discard``
+    event, ``after_discard`` when its arguments are known, the ``after_finish`` middleware)."""
+    events.emit(events.Event("discard", job=job, adapter=adapter, error=error))
+    try:
+        if run_callbacks:
+            job.after_discard(error)
+    finally:
+        middleware.after_finish(job, False)
 
 
 def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
@@ -96,11 +114,7 @@ def _discard(
     job: BaseJob, error: BaseException, adapter: Adapter | None, duration: float, outcome: Literal["discard", "error"]
 ) -> None:
     events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome=outcome))
-    events.emit(events.Event("discard", job=job, adapter=adapter, error=error))
-    try:
-        job.after_discard(error)
-    finally:
-        middleware.after_finish(job, False)
+    give_up(job, error, adapter)
 
 
 def _adapter_for(job: BaseJob) -> Adapter | None:

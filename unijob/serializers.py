@@ -15,14 +15,17 @@ Enum/dataclass types whose module is already imported. Nothing named in a payloa
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import datetime as dt
 import enum
+import math
 import sys
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
 
 from unijob.errors import DeserializationError, SerializationError
 
@@ -56,8 +59,6 @@ _by_type: dict[type[Any], _Codec] = {}
 _by_tag: dict[str, _Codec] = {}
 _ref_classes: dict[str, type[Any]] = {}  # classes passed by reference from this process
 _locators: list[tuple[type[Any], Callable[[Any], JSON], Callable[[type[Any], JSON], Any]]] = []
-
-_NATIVE_SCALARS: Final = (str, int, float, bool, type(None))
 
 
 def register(
@@ -98,34 +99,64 @@ def register_locator(
 
 def dumps_args(args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> tuple[list[JSON], dict[str, JSON]]:
     """Serialize a call's arguments. Raises :class:`NotSerializable` naming the path."""
-    out_args = [_dump(value, f"args[{i}]") for i, value in enumerate(args)]
-    out_kwargs = {key: _dump(value, key) for key, value in kwargs.items()}
+    out_args = [_dump_top(value, f"args[{i}]") for i, value in enumerate(args)]
+    out_kwargs = {key: _dump_top(value, key) for key, value in kwargs.items()}
     return out_args, out_kwargs
 
 
 def loads_args(args: list[JSON], kwargs: Mapping[str, JSON]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return tuple(_load(value) for value in args), {key: _load(value) for key, value in kwargs.items()}
+    """The arguments a payload carries. Raises :class:`DeserializationError`, whatever the payload."""
+    if type(args) is not list or not isinstance(kwargs, Mapping):
+        raise DeserializationError("arguments must be a list and keyword arguments an object")
+    try:
+        return tuple(_load(value) for value in args), {key: _load(value) for key, value in kwargs.items()}
+    except RecursionError:
+        raise DeserializationError("the arguments are nested too deeply to be read") from None
 
 
 def dump(value: Any, name: str = "value") -> JSON:
     """Serialize one value (batch properties, for one). Raises :class:`SerializationError`."""
     try:
-        return _dump(value, name)
+        return _dump_top(value, name)
     except NotSerializable as exc:
         raise SerializationError(f"{exc.path} {exc.reason}") from None
 
 
 def load(data: JSON) -> Any:
-    return _load(data)
+    """One value back. Raises :class:`DeserializationError`, whatever the payload."""
+    try:
+        return _load(data)
+    except RecursionError:
+        raise DeserializationError("the value is nested too deeply to be read") from None
 
 
 # --- the walk --------------------------------------------------------------------------------
 
+# Python refuses to turn an int of more digits than this into text, so JSON cannot carry it.
+_INT_DIGITS: Final = 4300
+_INT_LIMIT: Final = 10**_INT_DIGITS
+_FLOAT_NAMES: Final = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _dump_top(value: Any, path: str) -> JSON:
+    try:
+        return _dump(value, path)
+    except RecursionError:
+        raise NotSerializable(path, value, "contains itself (a reference cycle) or is nested too deeply to serialize") from None
+
 
 def _dump(value: Any, path: str) -> JSON:
     cls = type(value)
-    if cls in _NATIVE_SCALARS:
+    if cls is str or cls is bool or value is None:
         return value
+    if cls is int:
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            return value
+        raise NotSerializable(path, value, f"is an integer of more than {_INT_DIGITS:,} digits, which JSON cannot carry")
+    if cls is float:
+        if value - value == 0.0:  # finite: JSON's own numbers
+            return value
+        return {TAG: "float", VALUE: repr(value)}  # nan, inf, -inf: not JSON numbers
     if cls is list:
         return [_dump(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if cls is dict:
@@ -135,7 +166,13 @@ def _dump(value: Any, path: str) -> JSON:
         return {TAG: "dict", VALUE: pairs}
     codec = _by_type.get(cls) or _find_codec(value)
     if codec is not None:
-        return {TAG: codec.tag, VALUE: codec.dump(value) if codec.tag in _SHALLOW else _dump(codec.dump(value), path)}
+        try:
+            dumped = codec.dump(value)
+        except NotSerializable:
+            raise
+        except Exception as exc:  # a codec that cannot take this value says why
+            raise NotSerializable(path, value, f"of type {cls.__qualname__} cannot be serialized: {exc}") from None
+        return {TAG: codec.tag, VALUE: dumped if codec.tag in _SHALLOW else _dump(dumped, path)}
     for base, identify, _locate in _locators:
         if isinstance(value, base):
             _ref_classes[_type_path(cls)] = cls
@@ -152,21 +189,29 @@ def _load(data: JSON) -> Any:
     if TAG not in data:
         return {key: _load(item) for key, item in data.items()}
     tag = data[TAG]
+    if type(tag) is not str:
+        raise DeserializationError(f"malformed argument: its type tag is {type(tag).__name__}, not a string")
+    raw = data.get(VALUE)
     if tag == "ref":
-        return _load_ref(data[VALUE])
+        return _load_ref(raw)
+    if tag == "float":
+        if type(raw) is not str or raw not in _FLOAT_NAMES:
+            raise DeserializationError(f"malformed 'float' argument: {raw!r}")
+        return _FLOAT_NAMES[raw]
     codec = _by_tag.get(tag) or _codec_for_known_type(tag)
     if codec is None:
         raise DeserializationError(
             f"unknown argument type {tag!r}: register it with unijob.serializers.register in a module the worker imports"
         )
-    raw = data.get(VALUE)
     try:
         return codec.load(raw if codec.tag in _SHALLOW else _load(raw))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise DeserializationError(f"malformed {tag!r} argument: {exc}") from exc
+    except (DeserializationError, RecursionError):
+        raise
+    except Exception as exc:  # whatever a hostile payload makes a codec raise
+        raise DeserializationError(f"malformed {tag!r} argument: {type(exc).__name__}: {exc}") from None
 
 
-# --- Enum, dataclass and locator types: known by class path, never imported ------------------
+# --- Enum, dataclass, namedtuple and locator types: known by class path, never imported -------
 
 
 def _type_path(cls: type[Any]) -> str:
@@ -174,24 +219,43 @@ def _type_path(cls: type[Any]) -> str:
 
 
 def _find_codec(value: Any) -> _Codec | None:
+    """A codec for a type known by its class path, built on first use. A subclass of a registered
+    type gets none (it would come back as its base type), except the datetime types, which travel
+    as themselves (freezegun's and pendulum's subclasses hold the same values)."""
     cls = type(value)
     if isinstance(value, enum.Enum):
-        codec = _Codec("enum:" + _type_path(cls), cls, lambda member: member.name, lambda name: cls[name])
+        codec = _enum_codec(cls)
     elif dataclasses.is_dataclass(value):
-        codec = _Codec(
-            "dataclass:" + _type_path(cls),
-            cls,
-            lambda obj: {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init},
-            lambda fields: cls(**fields),
-        )
+        codec = _dataclass_codec(cls)
+    elif isinstance(value, tuple) and isinstance(getattr(cls, "_fields", None), tuple):
+        codec = _namedtuple_codec(cls)
     else:
-        for known, candidate in _by_type.items():
-            if isinstance(value, known):
-                return candidate
+        for base in (dt.datetime, dt.date, dt.time):
+            if isinstance(value, base):
+                return _by_type[base]
         return None
     _by_tag[codec.tag] = codec
     _by_type[cls] = codec
     return codec
+
+
+def _enum_codec(cls: type[enum.Enum]) -> _Codec:
+    if issubclass(cls, enum.Flag):  # a combination (R|W) or none (Flag(0)) has no single name
+        return _Codec("enum:" + _type_path(cls), cls, lambda member: member.value, lambda value: cls(value))
+    return _Codec("enum:" + _type_path(cls), cls, lambda member: member.name, lambda name: cls[name])
+
+
+def _dataclass_codec(cls: type[Any]) -> _Codec:
+    return _Codec(
+        "dataclass:" + _type_path(cls),
+        cls,
+        lambda obj: {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init},
+        lambda fields: cls(**fields),
+    )
+
+
+def _namedtuple_codec(cls: type[Any]) -> _Codec:
+    return _Codec("namedtuple:" + _type_path(cls), cls, list, lambda items: cls._make(items))
 
 
 def _resolve_known_class(path: str) -> type[Any] | None:
@@ -211,48 +275,78 @@ def _resolve_known_class(path: str) -> type[Any] | None:
 
 def _codec_for_known_type(tag: str) -> _Codec | None:
     kind, _, path = tag.partition(":")
-    cls = _resolve_known_class(path) if kind in ("enum", "dataclass") else None
+    cls = _resolve_known_class(path) if kind in ("enum", "dataclass", "namedtuple") else None
     if cls is None:
         return None
     if kind == "enum" and issubclass(cls, enum.Enum):
-        return _find_codec(next(iter(cls)))
+        return _enum_codec(cls)
     if kind == "dataclass" and dataclasses.is_dataclass(cls):
         return _Codec(tag, cls, lambda obj: obj, lambda fields: cls(**fields))
+    if kind == "namedtuple" and issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple):
+        return _namedtuple_codec(cls)
     return None
 
 
 def _load_ref(raw: JSON) -> Any:
+    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
+        raise DeserializationError(f"malformed reference argument: {raw!r}")
     path, pk = raw
     cls = _ref_classes.get(path) or _resolve_known_class(path)
     for base, _identify, locate in _locators:
         if cls is not None and issubclass(cls, base):
-            return locate(cls, _load(pk))
+            key = _load(pk)
+            try:
+                return locate(cls, key)
+            except Exception as exc:
+                raise DeserializationError(f"{path} {key!r} could not be loaded: {type(exc).__name__}: {exc}") from exc
     raise DeserializationError(f"no locator is registered for {path!r}")
 
 
 # --- built-in types ----------------------------------------------------------------------------
 
 
-def _dump_datetime(value: dt.datetime) -> JSON:
+def _zone_key(value: dt.datetime | dt.time) -> str | None:
+    """The name of a ZoneInfo zone (which keeps DST rules), None for a fixed offset or naive value;
+    any other tzinfo (pytz, dateutil) could not come back as itself and is refused."""
     tz = value.tzinfo
-    key = getattr(tz, "key", None)  # zoneinfo.ZoneInfo keeps its name; an offset would lose DST rules
-    if key is not None:
-        return {"local": value.replace(tzinfo=None).isoformat(), "tz": key, "fold": value.fold}
-    return value.isoformat()
+    if tz is None or type(tz) is dt.timezone:
+        return None
+    if isinstance(tz, ZoneInfo):
+        return tz.key
+    raise ValueError(f"its tzinfo {tz!r} is neither a zoneinfo.ZoneInfo nor a datetime.timezone; use one of those")
 
 
-def _load_datetime(raw: JSON) -> dt.datetime:
-    if isinstance(raw, str):
-        return dt.datetime.fromisoformat(raw)
-    from zoneinfo import ZoneInfo
+def _dump_datetime(value: dt.datetime | dt.time) -> JSON:
+    key = _zone_key(value)
+    if key is None and not value.fold:
+        return value.isoformat()
+    local = value.replace(tzinfo=None).isoformat() if key is not None else value.isoformat()
+    return {"local": local, "tz": key, "fold": value.fold}
 
-    return dt.datetime.fromisoformat(raw["local"]).replace(tzinfo=ZoneInfo(raw["tz"]), fold=raw["fold"])
+
+def _datetime_loader(kind: type[dt.datetime] | type[dt.time]) -> Callable[[JSON], Any]:
+    def load(raw: JSON) -> Any:
+        if isinstance(raw, str):
+            return kind.fromisoformat(raw)
+        value = kind.fromisoformat(raw["local"])
+        zone = ZoneInfo(raw["tz"]) if raw["tz"] is not None else value.tzinfo
+        return value.replace(tzinfo=zone, fold=int(raw["fold"]))
+
+    return load
+
+
+def _pairs(mapping: Mapping[Any, Any]) -> list[list[Any]]:
+    return [[key, value] for key, value in mapping.items()]
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
 
 
 def _register_builtins() -> None:
-    register(dt.datetime, _dump_datetime, _load_datetime, tag="datetime")
+    register(dt.datetime, _dump_datetime, _datetime_loader(dt.datetime), tag="datetime")
     register(dt.date, dt.date.isoformat, dt.date.fromisoformat, tag="date")
-    register(dt.time, dt.time.isoformat, dt.time.fromisoformat, tag="time")
+    register(dt.time, _dump_datetime, _datetime_loader(dt.time), tag="time")
     register(
         dt.timedelta,
         lambda td: [td.days, td.seconds, td.microseconds],
@@ -261,11 +355,13 @@ def _register_builtins() -> None:
     )
     register(Decimal, str, Decimal, tag="decimal")
     register(uuid.UUID, str, uuid.UUID, tag="uuid")
-    register(bytes, lambda b: base64.b64encode(b).decode("ascii"), base64.b64decode, tag="bytes")
+    register(bytes, lambda b: base64.b64encode(b).decode("ascii"), _b64decode, tag="bytes")
     register(tuple, list, tuple, tag="tuple")
     register(set, list, set, tag="set")
     register(frozenset, list, frozenset, tag="frozenset")
     register(dict, lambda d: d, dict, tag="dict")
+    register(collections.OrderedDict, _pairs, collections.OrderedDict, tag="ordereddict")
+    register(collections.Counter, _pairs, lambda pairs: collections.Counter(dict(pairs)), tag="counter")
 
 
 # Codecs whose dumped form is already plain JSON: no second walk over it.

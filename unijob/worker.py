@@ -14,6 +14,7 @@ and, for :func:`launch`, ``command(adapter, queues, concurrency)`` and
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import signal
@@ -25,18 +26,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, TypeVar
 
-from unijob import config, registry, scheduling
+from unijob import config, execution, registry, scheduling
 from unijob.adapters.base import Adapter, add_working_directory_to_path
 from unijob.constants import DEFAULT_QUEUE
 from unijob.core import BaseJob
 from unijob.envelope import FORMAT_VERSION, Envelope
-from unijob.errors import BrokerUnavailableError, ConfigurationError
+from unijob.errors import BrokerUnavailableError, ConfigurationError, EnvelopeError, Error
 from unijob.execution import execute
 
 BURST_POLL_SECONDS: Final = 0.5
 BURST_HORIZON_SECONDS: Final = 5.0  # --burst waits for delayed jobs due this soon
 
 _AdapterT = TypeVar("_AdapterT", bound=Adapter)
+logger = logging.getLogger("unijob")
 _loaded: set[str] = set()
 
 
@@ -85,6 +87,8 @@ def envelope_from_native(
     what runs whatever the metadata says. A message sent by plain native code (no unijob metadata)
     is a fresh execution of the job; ``native_id``, ``queue``, ``enqueued_at`` and ``priority``
     are what the native message says of itself."""
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
+        raise EnvelopeError(f"malformed {job!r} message: its arguments are not a list and an object")
     if isinstance(meta, Mapping):
         data = {**meta}
         data.setdefault("id", native_id)  # left out on the wire where it is the native id
@@ -95,13 +99,52 @@ def envelope_from_native(
     return Envelope.from_dict(data)
 
 
-def deliver(adapter: Adapter, envelope: Envelope) -> Any:
+def run(
+    adapter: Adapter | None,
+    job: str,
+    meta: object,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    native_id: str,
+    queue: str | None = None,
+    enqueued_at: str | None = None,
+    priority: int | None = None,
+) -> Any:
+    """Run a delivered message (:func:`envelope_from_native`, then :func:`deliver`). A message that
+    is not a valid unijob job is refused: logged, and raised so that the native worker records
+    the failure and goes on to the next message. ``adapter`` is the backend the worker serves
+    (None: the job's own backend, looked up when it runs)."""
+    try:
+        envelope = envelope_from_native(
+            job, meta, args, kwargs, native_id=native_id, queue=queue, enqueued_at=enqueued_at, priority=priority
+        )
+    except EnvelopeError as error:
+        logger.error("Refused a message for %r (native id %s): %s", job, native_id, error)
+        raise
+    return deliver(adapter, envelope)
+
+
+def deliver(adapter: Adapter | None, envelope: Envelope) -> Any:
     """Run a delivered job, unless it came before its time: then it is a hop of a long delay, and
     travels on (re-enqueued) instead. Raises :class:`EnqueueError` when the hop could not be sent."""
-    if scheduling.is_early(envelope.scheduled_at):
+    if adapter is not None and adapter.capabilities.max_hold is not None and scheduling.is_early(envelope.scheduled_at):
         adapter.enqueue(envelope)
         return None
     return execute(envelope, adapter=adapter)
+
+
+def give_up(envelope: Envelope, error: BaseException, adapter: Adapter | None = None) -> None:
+    """The native worker gave up on a job without running it to an outcome (its worker died, it
+    expired, it was dead-lettered): a final failure, counted as one (``execution.give_up``)."""
+    if not registry.is_registered(envelope.job):
+        return  # never a unijob job here: nothing counts it
+    job_class = registry.lookup(envelope.job)
+    try:
+        job = job_class.from_envelope(envelope)
+    except Error:
+        job = job_class.from_envelope(envelope, arguments=False)
+    execution.give_up(job, error, adapter)
 
 
 def console_script(name: str, module: str | None = None) -> list[str]:

@@ -22,8 +22,10 @@ from typing import Any, Final
 
 import celery
 from celery import signals
-from celery.exceptions import Reject
+from celery.exceptions import InvalidTaskError, Reject, TimeLimitExceeded, WorkerLostError
+from celery.worker.strategy import default as default_strategy
 from kombu.entity import Exchange, Queue
+from kombu.exceptions import DecodeError
 
 from unijob import worker
 from unijob.adapters.celery import CeleryAdapter
@@ -61,6 +63,7 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
     app = app or adapter.app
     jobs = worker.load_jobs()
     body = _task_body(adapter)
+    signals.task_failure.connect(_count_lost, weak=False, dispatch_uid="unijob-count-lost")
     for name in jobs:
         app.task(
             name=name,
@@ -72,7 +75,14 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
             typing=False,
             max_retries=0,
             serializer="json",
+            Strategy=f"{__name__}:guarded_strategy",
+            unijob_adapter=adapter,
         )(body)
+    if app is adapter.app and adapter.built_app:
+        # Celery's own tasks (celery.accumulate, celery.chord_unlock, ...) are not unijob jobs, and
+        # unijob never sends them: the worker of the app unijob builds runs nothing but jobs.
+        for name in [name for name in app.tasks if name.startswith("celery.")]:
+            app.tasks.unregister(name)
     if app is adapter.app and adapter.built_app and app.conf.task_queues is None:
         # a bare `celery -A unijob.adapters.celery_worker worker` consumes every queue a job names
         app.conf.task_queues = [Queue(queue, Exchange(queue), queue) for queue in worker.queues_of(jobs)]  # type: ignore[no-untyped-call]
@@ -84,20 +94,50 @@ def _task_body(adapter: CeleryAdapter) -> Callable[..., Any]:
         """Run one delivered message: its envelope from the unijob header (or, for a message sent
         by plain Celery code, from the native fields), unless it is a hop of a long delay."""
         request = task.request
-        envelope = worker.envelope_from_native(
-            task.name,
-            getattr(request, HEADER, None),
-            args,
-            kwargs,
-            native_id=request.id,
-            queue=(request.delivery_info or {}).get("routing_key"),
-        )
+        queue = (request.delivery_info or {}).get("routing_key")
         try:
-            return worker.deliver(adapter, envelope)
+            return worker.run(adapter, task.name, getattr(request, HEADER, None), args, kwargs, native_id=request.id, queue=queue)
         except EnqueueError as error:  # a hop that could not travel on: keep this message, lose no job
             raise Reject(error, requeue=True) from error
 
     return run
+
+
+def _count_lost(sender: Any = None, exception: BaseException | None = None, args: Any = (), kwargs: Any = None, **_: Any) -> None:
+    """A job whose pool process died under it (killed, out of memory, over its hard time limit)
+    never reached an outcome in unijob: Celery records the failure in the worker's main process,
+    and this counts it as a final one (its batch, the discard event)."""
+    adapter = getattr(sender, "unijob_adapter", None)
+    if adapter is None or not isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
+        return
+    request = sender.request
+    try:
+        envelope = worker.envelope_from_native(
+            sender.name, getattr(request, HEADER, None), args or (), kwargs or {}, native_id=request.id
+        )
+        worker.give_up(envelope, exception, adapter)
+    except Exception:  # whatever the message held, the worker goes on
+        worker.logger.exception("Could not count job %s, whose worker process was lost, as failed", request.id)
+
+
+def guarded_strategy(task: celery.Task, app: celery.Celery, consumer: Any, **options: Any) -> Callable[..., Any]:
+    """Celery's own strategy for a job's messages, which refuses a malformed one instead of letting
+    it stop the worker: Celery's consumer survives only ``InvalidTaskError``, and a body that is not
+    ``[args, kwargs, embed]`` raises ``ValueError`` while the request is built, after which the
+    message, restored unacknowledged, stops every restarted worker again."""
+    handle = default_strategy(task, app, consumer, **options)
+
+    def guarded(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **more: Any) -> Any:
+        try:
+            return handle(message, body, ack, reject, callbacks, **more)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, DecodeError) as exc:
+            native_id = (message.headers or {}).get("id") if isinstance(message.headers, dict) else None
+            worker.logger.error(
+                "Refused a malformed message for %r (native id %s): %s: %s", task.name, native_id, type(exc).__name__, exc
+            )
+            raise InvalidTaskError(f"malformed message for {task.name}: {type(exc).__name__}: {exc}") from exc
+
+    return guarded
 
 
 def command(adapter: CeleryAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:

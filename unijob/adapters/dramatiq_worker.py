@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq import Broker, Message
-from dramatiq.common import current_millis, dq_name, q_name
-from dramatiq.errors import DecodeError
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import compute_backoff, current_millis, dq_name, q_name
+from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.middleware import CurrentMessage
 
 from unijob import worker
@@ -28,7 +32,6 @@ from unijob.adapters.dramatiq import DramatiqAdapter
 from unijob.adapters.dramatiq_wire import META_OPTION
 from unijob.constants import DEFAULT_BACKEND
 from unijob.core import BaseJob
-from unijob.envelope import Envelope
 from unijob.ids import new_job_id
 
 
@@ -44,6 +47,8 @@ def declare_actors(adapter: DramatiqAdapter, jobs: Mapping[str, type[BaseJob]], 
     """One actor per registered job (and the extra ``queues``) on the backend's broker. Only these
     actors run: Dramatiq refuses a message for any other name."""
     broker = adapter.broker
+    if type(broker) is RedisBroker:
+        broker.__class__ = GuardedRedisBroker  # the same broker, whose consumers refuse poison messages
     if not any(isinstance(middleware, CurrentMessage) for middleware in broker.middleware):
         broker.add_middleware(CurrentMessage())
     options = {**adapter.actor_options, "max_retries": 0}  # retries belong to unijob
@@ -58,28 +63,89 @@ def declare_actors(adapter: DramatiqAdapter, jobs: Mapping[str, type[BaseJob]], 
 
 def _performer(adapter: DramatiqAdapter, name: str) -> Callable[..., None]:
     def perform(*args: Any, **kwargs: Any) -> None:
-        # Errors propagate: with max_retries=0, Dramatiq records the failure once.
-        worker.deliver(adapter, envelope_of(name, CurrentMessage.get_current_message(), args, kwargs))
+        # The actor Dramatiq dispatched to names the job. Errors propagate: with max_retries=0,
+        # Dramatiq records the failure once.
+        message = CurrentMessage.get_current_message()
+        if message is None:
+            worker.run(adapter, name, None, args, kwargs, native_id=new_job_id())
+            return
+        enqueued = dt.datetime.fromtimestamp(message.message_timestamp / 1000, dt.timezone.utc).isoformat()
+        meta = message.options.get(META_OPTION)
+        worker.run(
+            adapter,
+            name,
+            meta,
+            args,
+            kwargs,
+            native_id=message.message_id,
+            queue=q_name(message.queue_name),
+            enqueued_at=enqueued,
+        )
 
     perform.__name__ = perform.__qualname__ = name
     perform.__module__ = __name__
     return perform
 
 
-def envelope_of(name: str, message: Message[Any] | None, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Envelope:
-    """The envelope of a message for the actor ``name`` (the actor Dramatiq dispatched to names the job)."""
-    if message is None:
-        return worker.envelope_from_native(name, None, args, kwargs, native_id=new_job_id())
-    enqueued = dt.datetime.fromtimestamp(message.message_timestamp / 1000, dt.timezone.utc).isoformat()
-    return worker.envelope_from_native(
-        name,
-        message.options.get(META_OPTION),
-        args,
-        kwargs,
-        native_id=message.message_id,
-        queue=q_name(message.queue_name),
-        enqueued_at=enqueued,
-    )
+class GuardedRedisConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer (``dramatiq.brokers.redis._RedisConsumer.__next__`` of dramatiq
+    2.2.1, mirrored) that moves a message it cannot use to the queue's dead-letter queue, logged,
+    and goes on. Dramatiq's own raises on it: the consumer thread restarts, fetches it again, and
+    the messages behind it wait for good. A message is unusable when it does not decode, or when
+    it has no ``redis_message_id`` (it could never be acknowledged)."""
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                try:
+                    data = self.message_cache.pop(0)
+                    if data is None:
+                        continue
+                    self.misses = 0
+                    message = self._usable(data)
+                    if message is None:
+                        continue
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                except IndexError:
+                    messages = []
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = messages = self.broker.do_fetch(
+                            self.queue_name, self.prefetch - self.outstanding_message_count
+                        )
+                    if not messages:
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        time.sleep(backoff_ms / 1000)
+                        return None
+        except redis.ConnectionError as e:
+            raise ConnectionClosed(e) from None  # type: ignore[no-untyped-call]
+
+    def _usable(self, data: bytes) -> Message[Any] | None:
+        try:
+            message: Message[Any] = Message.decode(data)
+        except DecodeError as exc:
+            reason = f"it is not a Dramatiq message ({type(exc.error).__name__}: {exc.error})"
+        else:
+            if isinstance(message.options, dict) and isinstance(message.options.get("redis_message_id"), str):
+                return message
+            reason = "it has no redis_message_id, so it could never be acknowledged"
+        stored = f"{self.broker.namespace}:{self.queue_name}.msgs"
+        ids = [field for field, value in self.broker.client.hscan_iter(stored) if value == data]
+        for redis_id in ids:
+            self.broker.do_nack(self.queue_name, redis_id.decode())
+        worker.logger.error(
+            "Refused a message on Dramatiq queue %r: %s; moved to its dead-letter queue (%s)",
+            self.queue_name,
+            reason,
+            ", ".join(redis_id.decode() for redis_id in ids) or "not found",
+        )
+        return None
+
+
+class GuardedRedisBroker(RedisBroker):
+    @property
+    def consumer_class(self) -> type[GuardedRedisConsumer]:
+        return GuardedRedisConsumer
 
 
 def command_line_queues(argv: Sequence[str]) -> list[str]:

@@ -41,10 +41,9 @@ class JobTask(Task):  # type: ignore[misc]
     def execute(self) -> Any:
         priority = self.priority if type(self.priority) is int else None  # what plain Huey code gave it
         # The task name decides which job runs, whatever the metadata says.
-        envelope = worker.envelope_from_native(
-            self.job_name, self.unijob_meta, self.args, self.kwargs, native_id=self.id, priority=priority
+        return worker.run(
+            self.adapter, self.job_name, self.unijob_meta, self.args, self.kwargs, native_id=self.id, priority=priority
         )
-        return worker.deliver(self.adapter, envelope)
 
     def __repr__(self) -> str:
         return f"{self.job_name}: {self.id}" + (f" @{self.eta}" if self.eta else "")

@@ -19,6 +19,7 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+from rq.job import Retry as RQRetry
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
@@ -40,12 +41,24 @@ class RQAdapter(Adapter):
     - ``retries`` (0): reconnect attempts per enqueue. More than 0 can run a job twice when Redis
       applied a transaction whose reply was lost.
     - ``simple_worker`` (False): ``unijob worker`` runs RQ's non-forking ``SimpleWorker``.
+    - ``abandoned_retries`` (1): how often RQ requeues a job whose worker died while running it
+      (RQ's abandoned-job requeue, at least once); 0: never (at most once). A job that raises is
+      never retried by RQ: retries belong to unijob.
     """
 
     name = "rq"
     display_name = "RQ"
     OPTIONS = frozenset(
-        {"job_timeout", "result_ttl", "failure_ttl", "connect_timeout", "socket_timeout", "retries", "simple_worker"}
+        {
+            "job_timeout",
+            "result_ttl",
+            "failure_ttl",
+            "connect_timeout",
+            "socket_timeout",
+            "retries",
+            "simple_worker",
+            "abandoned_retries",
+        }
     )
     worker_module = "unijob.adapters.rq_worker"
     capabilities = Capabilities(
@@ -56,6 +69,8 @@ class RQAdapter(Adapter):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         require_scheme(self.url or DEFAULT_URL, REDIS_SCHEMES, self.name)
+        retries = int(self.options.get("abandoned_retries", 1))
+        self._abandoned_retry = RQRetry(max=retries) if retries > 0 else None
         self._redis: Redis | None = None
         self._queues: dict[str, Queue] = {}
 
@@ -129,8 +144,10 @@ class RQAdapter(Adapter):
 
     def job_options(self, envelope: Envelope) -> dict[str, Any]:
         # func is the registered job name: rq-dashboard shows it, and the worker looks it up in
-        # unijob's registry (it is never imported). No ``retry=``: retries belong to unijob.
+        # unijob's registry (it is never imported). RQ's ``retry=`` serves only abandoned jobs:
+        # unijob's worker and job classes never retry a job that raised.
         return {
+            "retry": self._abandoned_retry,
             "args": envelope.args,
             "kwargs": envelope.kwargs,
             "job_id": self.native_id(envelope),

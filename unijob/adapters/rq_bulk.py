@@ -28,7 +28,7 @@ META_KEY: Final = "unijob"  # job.meta[META_KEY] holds Envelope.meta()
 
 # How RQ's Job.to_dict lays out the hash of a job that enqueue_many queues (or schedule_job
 # schedules: no enqueued_at): the fields that differ from job to job of one call, and the ones that
-# are the same (unijob sets no callbacks, retries, ttl, dependencies or group). See write_group.
+# are the same (unijob sets no callbacks, ttl, dependencies or group). See write_group.
 _PER_JOB_FIELDS: Final = frozenset({"created_at", "data", "description", "enqueued_at", "meta"})
 _SHARED_FIELDS: Final = frozenset(
     {
@@ -45,6 +45,8 @@ _SHARED_FIELDS: Final = frozenset(
         "result_ttl",
         "failure_ttl",
         "status",
+        "retries_left",  # the abandoned-job retries (abandoned_retries), the same for every job
+        "retry_intervals",
     }
 )
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 import rq.job
 import rq.worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import AbandonedJobError
 from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
 
@@ -27,7 +28,6 @@ from unijob import serializers, worker
 from unijob.adapters.rq import DEFAULT_URL, RQAdapter
 from unijob.adapters.rq_bulk import META_KEY
 from unijob.errors import ConfigurationError, SerializationError
-from unijob.execution import execute
 
 WORKER_CLASS: Final = f"{__name__}.Worker"
 SIMPLE_WORKER_CLASS: Final = f"{__name__}.SimpleWorker"
@@ -45,16 +45,22 @@ class Job(rq.job.Job):
         worker.load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
         meta = self.meta.get(META_KEY) if isinstance(self.meta, dict) else None
         # func_name is what RQ and its dashboard show, so it is what runs (or is refused).
-        envelope = worker.envelope_from_native(self.func_name or "", meta, args, kwargs, native_id=self.id, queue=self.origin)
-        return _storable(execute(envelope))
+        return _storable(worker.run(None, self.func_name or "", meta, args, kwargs, native_id=self.id, queue=self.origin))
+
+    @property
+    def should_retry(self) -> bool:
+        """A job that raised is never retried by RQ: unijob's ``retry_on`` already enqueued its
+        retry, or it failed for good. RQ's retries serve only abandoned jobs (``abandoned_retries``)."""
+        return False
 
     @property
     def success_callback(self) -> None:
         return None
 
     @property
-    def failure_callback(self) -> None:
-        return None
+    def failure_callback(self) -> Any:
+        """RQ calls it for a failed job, and for one it finds abandoned (its worker died)."""
+        return _count_abandoned
 
     @property
     def stopped_callback(self) -> None:
@@ -62,6 +68,24 @@ class Job(rq.job.Job):
 
     def send_webhooks(self, status: str | rq.job.JobStatus, *, exc_string: str | None = None) -> None:
         return None
+
+
+def _count_abandoned(job: rq.job.Job, connection: Any, kind: Any, error: Any, traceback: Any) -> None:
+    """An abandoned job that RQ will not requeue has failed for good: it counts as such (its
+    batch, the discard event). A job that raised was counted when unijob ran it."""
+    if kind is AbandonedJobError and not job.retries_left:
+        _give_up(job, AbandonedJobError(f"its worker died while it ran (RQ moved job {job.id} to the failed registry)"))
+
+
+def _give_up(job: rq.job.Job, error: BaseException) -> None:
+    try:
+        meta = job.meta.get(META_KEY) if isinstance(job.meta, dict) else None
+        envelope = worker.envelope_from_native(
+            job.func_name or "", meta, job.args, job.kwargs, native_id=job.id, queue=job.origin
+        )
+        worker.give_up(envelope, error)
+    except Exception:  # whatever the job's record holds, the worker goes on
+        worker.logger.exception("Could not count job %s, which RQ gave up on, as failed", job.id)
 
 
 def _storable(value: Any) -> Any:
@@ -93,8 +117,16 @@ class _UnijobWorker(rq.worker.BaseWorker):
         setup_loghandlers(logging_level or self.log.getEffectiveLevel(), date_format, log_format, name="unijob")
 
 
+class WorkHorseKilledError(Exception):
+    """The process RQ forked to run a job died before the job ended (killed, out of memory, a crash)."""
+
+
 class Worker(_UnijobWorker, rq.worker.Worker):
     """RQ's default worker: forks a work horse per job (isolation, job timeouts, about 40 jobs/s)."""
+
+    def handle_work_horse_killed(self, job: rq.job.Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+        _give_up(job, WorkHorseKilledError(f"the work horse of job {job.id} died (waitpid status {ret_val})"))
 
 
 class SimpleWorker(_UnijobWorker, rq.worker.SimpleWorker):
