@@ -175,3 +175,12 @@ def starts_another_batch(batch: unijob.Batch, event: str) -> None:
     token = batch.properties["token"]
     with unijob.batch(on_finish=batch_callback, token=token, generation=2):
         BatchMember.perform_later(token, 500)
+
+
+@unijob.job(queue="crash")
+def killed_once(token: str) -> None:
+    """Hangs on its first run, long enough for a test to kill its worker; runs through on the next."""
+    record(token, "started")
+    if results_client().incr(f"unijob-test:runs:{token}") == 1:
+        time.sleep(120)
+    record(token, "done")

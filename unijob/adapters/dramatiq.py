@@ -47,11 +47,12 @@ class DramatiqAdapter(Adapter):
     """Options: ``namespace`` (Redis key prefix, Dramatiq's ``dramatiq``), ``max_priority``
     (RabbitMQ's ``x-max-priority``, 10; 0 turns priority off), ``actor_options`` (passed to every
     actor the worker declares), ``max_delay`` (seconds: the longest delay handed to the broker;
-    longer ones hop) and ``batch_store``."""
+    longer ones hop), ``broker_options`` (passed to Dramatiq's broker: ``heartbeat_timeout``,
+    ``dead_message_ttl``, ``maintenance_chance`` on Redis) and ``batch_store``."""
 
     name = "dramatiq"
     display_name = "Dramatiq"
-    OPTIONS = frozenset({"namespace", "max_priority", "actor_options", "max_delay"})
+    OPTIONS = frozenset({"namespace", "max_priority", "actor_options", "max_delay", "broker_options"})
     worker_module = "unijob.adapters.dramatiq_worker"
 
     def __init__(self, **kwargs: Any) -> None:
@@ -63,6 +64,7 @@ class DramatiqAdapter(Adapter):
         if not 0 <= self.max_priority <= 255:
             raise ConfigurationError(f"max_priority must be from 0 (no priority) to 255, not {self.max_priority}")
         self.actor_options: dict[str, Any] = dict(self.options.get("actor_options") or {})
+        self.broker_options: dict[str, Any] = dict(self.options.get("broker_options") or {})
         if self.kind == "redis":
             self.max_hold = REDIS_MAX_HOLD
             notes = "Redis: no priority (Dramatiq orders only a worker's prefetch); delays wait in the worker's memory"
@@ -97,13 +99,13 @@ class DramatiqAdapter(Adapter):
 
             client = redis.Redis.from_url(self.url or DEFAULT_URL, **REDIS_TIMEOUTS)
             redis_broker: Any = RedisBroker  # untyped in some Dramatiq versions
-            broker: Broker = redis_broker(client=client, namespace=self.namespace)
+            broker: Broker = redis_broker(client=client, namespace=self.namespace, **self.broker_options)
             return broker
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
         url = with_query_defaults(self.url or DEFAULT_URL, AMQP_TIMEOUTS)
         # Publisher confirms: a job is reported enqueued only once RabbitMQ has taken it.
-        return RabbitmqBroker(url=url, confirm_delivery=True, max_priority=self.max_priority or None)
+        return RabbitmqBroker(url=url, confirm_delivery=True, max_priority=self.max_priority or None, **self.broker_options)
 
     def errors(self) -> tuple[type[BaseException], ...]:
         if self.kind == "redis":

@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from huey.storage import BaseSqlStorage, PriorityRedisStorage, SqliteStorage
+from huey.storage import BaseSqlStorage, PriorityRedisStorage
 
 from unijob import scheduling
 from unijob.adapters.base import Adapter, Capabilities, EnqueueOutcome
-from unijob.adapters.huey_wire import JobHuey, dumps
+from unijob.adapters.huey_wire import JobHuey, JobSqliteStorage, dumps
 from unijob.envelope import Envelope
 from unijob.errors import BackendNotInstalledError, EnqueueError
 from unijob.urls import REDIS_SCHEMES, require_scheme, sqlite_path
@@ -101,7 +101,7 @@ class HueyAdapter(Adapter):
                 raise sqlite3.OperationalError(f"directory {Path(self.path).parent} does not exist")
             # WAL (Huey's default) lets producers and consumers share the file; the busy timeout
             # makes a writer wait for another process's transaction instead of failing at once.
-            return JobHuey(self.queue_name, storage_class=SqliteStorage, filename=self.path, timeout=self.timeout)
+            return JobHuey(self.queue_name, storage_class=JobSqliteStorage, filename=self.path, timeout=self.timeout)
         try:
             from redis import ConnectionPool
         except ImportError as exc:

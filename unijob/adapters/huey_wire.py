@@ -1,22 +1,27 @@
-"""Huey's wire format for unijob: JSON messages (never pickle), and a task registry that knows
-unijob jobs by name.
+"""Huey's wire format for unijob: JSON messages (never pickle), a task registry that knows
+unijob jobs by name, and a SQLite storage that keeps a taken task until it ended.
 
 Checked against huey 3.5.4. :class:`JobMessage` is ``huey.registry.Message`` field for field plus
 unijob's metadata; :class:`JsonSerializer` stands in for ``huey.serializer.Serializer``'s pickle;
 :class:`JobRegistry` is ``huey.registry.Registry`` keeping that metadata when Huey re-serializes a
-task (its scheduler does, when a delayed task is due).
+task (its scheduler does, when a delayed task is due); :class:`JobSqliteStorage` is
+``huey.storage.SqliteStorage`` whose ``dequeue`` (``BaseSqlStorage.dequeue``, mirrored) marks the
+row it takes instead of deleting it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, NamedTuple
+import os
+import threading
+from typing import Any, Final, NamedTuple
 
 import huey
 from huey.api import Task
 from huey.registry import Registry
 from huey.serializer import Serializer
+from huey.storage import SqliteStorage
 
 from unijob import registry, serializers
 
@@ -148,3 +153,85 @@ class JobHuey(huey.Huey):  # type: ignore[misc]
         """The task class of a registered job, to enqueue it with Huey's own API."""
         task_class: type[Task] = self._registry.string_to_task(job_name)
         return task_class
+
+    def dequeue(self) -> Task | None:
+        """Huey's ``dequeue``, remembering the storage row of the task taken (see
+        :class:`JobSqliteStorage`); a task Huey cannot read is finished at once, being refused."""
+        data = self.storage.dequeue()
+        if data is None:
+            return None
+        row = self.storage.taken_row() if isinstance(self.storage, JobSqliteStorage) else None
+        try:
+            task: Task = self.deserialize_task(data)
+        except Exception:
+            if row is not None:
+                self.storage.finish(row)
+            raise
+        task.unijob_row = row
+        return task
+
+
+TAKEN: Final = ":taken:"
+
+
+class JobSqliteStorage(SqliteStorage):  # type: ignore[misc]
+    """Huey's SQLite storage, except that a consumer taking a task does not delete its row: the row
+    moves to the queue ``<name>:taken:<pid>`` (no consumer reads it) until the task ended
+    (:meth:`finish`), and a consumer starting on the file puts back the tasks of consumers that are
+    gone (:meth:`release_orphans`). So a task whose consumer was killed runs again: at least once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._taken = threading.local()
+
+    def dequeue(self) -> bytes | None:
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+            return None
+        with self.db(commit=True) as cursor:
+            cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1", (self.name,))
+            found = cursor.fetchone()
+            if found is None:
+                return None
+            row, data = found
+            cursor.execute("update task set queue = ? where id = ? and queue = ?", (self.taken_queue(), row, self.name))
+            if cursor.rowcount != 1:
+                return None
+        self._taken.row = row
+        return bytes(data)
+
+    def taken_queue(self, pid: int | None = None) -> str:
+        return f"{self.name}{TAKEN}{pid or os.getpid()}"
+
+    def taken_row(self) -> int | None:
+        """The row of the task this thread took last (Huey's consumer threads dequeue each their own)."""
+        row: int | None = getattr(self._taken, "row", None)
+        self._taken.row = None
+        return row
+
+    def finish(self, row: int) -> None:
+        self.sql("delete from task where id = ?", (row,), commit=True)
+
+    def taken_count(self) -> int:
+        return int(self.sql("select count(*) from task where queue like ?", (self.name + TAKEN + "%",), results=True)[0][0])
+
+    def release_orphans(self) -> int:
+        """Put back in the queue the tasks taken by consumers whose process is gone; how many."""
+        released = 0
+        for (queue,) in self.sql("select distinct queue from task where queue like ?", (self.name + TAKEN + "%",), results=True):
+            pid = int(queue.rpartition(":")[2])
+            if pid == os.getpid() or _alive(pid):
+                continue
+            with self.db(commit=True) as cursor:
+                cursor.execute("update task set queue = ? where queue = ?", (self.name, queue))
+                released += cursor.rowcount
+        return released
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -23,7 +23,7 @@ from huey.utils import utcnow
 
 from unijob import worker
 from unijob.adapters.huey import HueyAdapter
-from unijob.adapters.huey_wire import JobHuey
+from unijob.adapters.huey_wire import JobHuey, JobSqliteStorage
 from unijob.constants import DEFAULT_BACKEND
 from unijob.core import BaseJob
 from unijob.errors import ConfigurationError
@@ -37,13 +37,19 @@ class JobTask(Task):  # type: ignore[misc]
     job_name: ClassVar[str]
     adapter: ClassVar[HueyAdapter]
     unijob_meta: dict[str, Any] | None = None  # set per message by JobRegistry.create_task
+    unijob_row: int | None = None  # its row in JobSqliteStorage, set by JobHuey.dequeue
 
     def execute(self) -> Any:
         priority = self.priority if type(self.priority) is int else None  # what plain Huey code gave it
-        # The task name decides which job runs, whatever the metadata says.
-        return worker.run(
-            self.adapter, self.job_name, self.unijob_meta, self.args, self.kwargs, native_id=self.id, priority=priority
-        )
+        try:
+            # The task name decides which job runs, whatever the metadata says.
+            return worker.run(
+                self.adapter, self.job_name, self.unijob_meta, self.args, self.kwargs, native_id=self.id, priority=priority
+            )
+        finally:
+            storage = self.adapter.huey.storage
+            if self.unijob_row is not None and isinstance(storage, JobSqliteStorage):
+                storage.finish(self.unijob_row)
 
     def __repr__(self) -> str:
         return f"{self.job_name}: {self.id}" + (f" @{self.eta}" if self.eta else "")
@@ -63,7 +69,12 @@ def consumer_huey(adapter: HueyAdapter, jobs: Mapping[str, type[BaseJob]]) -> Jo
 def build(backend: str | None = None) -> JobHuey:
     backend = backend or os.environ.get(BACKEND_VARIABLE) or DEFAULT_BACKEND
     adapter = worker.serve(backend, HueyAdapter, "huey_consumer")
-    return consumer_huey(adapter, worker.load_jobs())
+    instance = consumer_huey(adapter, worker.load_jobs())
+    if isinstance(instance.storage, JobSqliteStorage):
+        released = instance.storage.release_orphans()
+        if released:
+            worker.logger.warning("Put back %d task(s) taken by Huey consumers that are gone, to run again", released)
+    return instance
 
 
 def command(adapter: HueyAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
@@ -81,8 +92,8 @@ def command(adapter: HueyAdapter, queues: Sequence[str], concurrency: int | None
 
 
 def pending(adapter: HueyAdapter, queues: Sequence[str], within: float) -> int:
-    """Queued tasks plus delayed ones due within ``within`` seconds, on the whole Huey queue.
-    Running tasks are not visible in Huey's storage; ``unijob worker --burst`` stops the
+    """Queued, running (on SQLite) and delayed tasks due within ``within`` seconds, on the whole
+    Huey queue. On Redis running tasks are not visible; ``unijob worker --burst`` stops the
     consumer gracefully, so they finish."""
     storage = adapter.huey.storage
     horizon = utcnow() + dt.timedelta(seconds=within)
@@ -94,7 +105,8 @@ def pending(adapter: HueyAdapter, queues: Sequence[str], within: float) -> int:
             (storage.name, storage.name, horizon.timestamp()),
             results=True,
         )
-        return int(row[0][0])
+        running = storage.taken_count() if isinstance(storage, JobSqliteStorage) else 0
+        return int(row[0][0]) + running
     return int(storage.queue_size()) + int(storage.conn.zcount(storage.schedule_key, "-inf", storage.convert_ts(horizon)))
 
 
