@@ -27,6 +27,7 @@ from tests.harness import ROOT, Harness, PrivateRedis, events_of, free_port, pyt
 from tests.harnesses.rq import HARNESS
 from unijob import config
 from unijob.adapters.rq import RQAdapter
+from unijob.adapters.rq_worker import Job as RQWorkerJob
 from unijob.adapters.rq_worker import _storable, command, pending
 from unijob.envelope import Envelope
 
@@ -91,7 +92,9 @@ def test_a_job_is_an_ordinary_rq_job_with_plain_json_arguments(
     assert json.loads(zlib.decompress(raw[b"data"])) == ["tests.jobs.echo", None, [token, 1, "two"], {"flag": True}]
     meta = json.loads(raw[b"meta"])["unijob"]
     assert meta["id"] == job.job_id and meta["job"] == "tests.jobs.echo" and meta["v"] == 1
-    assert b"retries_left" not in raw  # no native retries: they belong to unijob
+    # RQ's retries serve only an abandoned job (abandoned_retries); a job that raised is never retried by RQ
+    assert raw[b"retries_left"] == b"1"
+    assert RQWorkerJob.fetch(job.job_id, connection=client, serializer=JSONSerializer).should_retry is False
     native = RQJob.fetch(job.job_id, connection=client, serializer=JSONSerializer)  # what rq-dashboard reads
     assert native.func_name == "tests.jobs.echo"
     assert native.origin == queue_name and native.get_status() == "queued"
