@@ -184,3 +184,31 @@ def killed_once(token: str) -> None:
     if results_client().incr(f"unijob-test:runs:{token}") == 1:
         time.sleep(120)
     record(token, "done")
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+class ResultError(Exception):
+    pass
+
+
+@unijob.job(store_result=True)
+def compute(token: str, value: Any, mode: str = "ok") -> Any:
+    """Returns ``value`` (its result is kept). ``mode``: "ok", "fail" (raises, no retry),
+    "discard", "flaky" (fails its first execution, retried after a second), "unserializable"."""
+    job = unijob.current_job()
+    record(token, "compute", mode=mode)
+    if mode == "fail":
+        raise ResultError(f"cannot compute {value!r}")
+    if mode == "discard":
+        raise Gone("nothing to compute")
+    if mode == "flaky" and job is not None and job.executions == 1:
+        raise FlakyError("first attempt")
+    if mode == "unserializable":
+        return object()
+    return value
+
+
+compute.job_class.retry_on = unijob.retry_on(FlakyError, wait=1, attempts=2, jitter=0)
+compute.job_class.discard_on = (Gone,)

@@ -131,5 +131,5 @@ def test_redis_records_get_a_ttl_once_finished() -> None:
 
 def test_store_urls() -> None:
     assert isinstance(open_store("memory://", 1), MemoryStore)
-    with pytest.raises(ConfigurationError, match="batch_store='redis://"):
+    with pytest.raises(ConfigurationError, match="store='redis://"):
         open_store("amqp://guest:guest@localhost//", 1)

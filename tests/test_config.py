@@ -219,3 +219,36 @@ def test_an_unknown_adapter_option_is_refused_on_every_adapter(project: Path) ->
     unijob.configure("rq", job_timout=5)
     with pytest.raises(unijob.ConfigurationError, match="'job_timout' \\(did you mean 'job_timeout'\\?\\)"):
         unijob.get_adapter()
+
+
+def test_a_route_moves_a_job_to_another_backend_on_every_call_or_on_a_share_of_them(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        f"""
+[tool.unijob]
+adapter = "test"
+[tool.unijob.backends.new]
+adapter = "inline"
+[tool.unijob.routes]
+"{build_report.name}" = "default"
+"{__name__}.rolled_out" = {{ backend = "new", percent = 30 }}
+"""
+    )
+    config.reset()
+    default = unijob.get_adapter()
+    assert isinstance(default, TestAdapter)
+    build_report.perform_later(1)  # its own backend is "reports": the route sends it to "default"
+    build_report.set(backend="new").perform_later(2)  # a backend chosen with set() wins over a route
+    assert [job.args for job in default.enqueued_jobs] == [(1,)]
+    for n in range(1000):
+        rolled_out.perform_later(n)
+    moved = 1000 - len(default.enqueued_jobs) + 1
+    assert 200 < moved < 400  # about 30 % ran inline on "new"
+    with pytest.raises(unijob.ConfigurationError, match="route 'x' names backend 'nowhere', which is not configured"):
+        unijob.configure(routes={"x": "nowhere"})
+    with pytest.raises(unijob.ConfigurationError, match="percent must be from 0 to 100"):
+        unijob.configure(routes={"x": {"backend": "new", "percent": 150}})
+
+
+@unijob.job
+def rolled_out(n: int) -> int:
+    return n

@@ -16,6 +16,7 @@ from unijob.errors import (
     EnqueueError,
     EnvelopeError,
     Error,
+    JobNotFoundError,
     SerializationError,
     UnknownJobError,
     UnsupportedOptionError,
@@ -23,7 +24,8 @@ from unijob.errors import (
 from unijob.events import Event
 from unijob.execution import current_job, execute
 from unijob.job import Job, JobFunction, JobRef, job
-from unijob.retry import RetryPolicy, polynomial, retry_on
+from unijob.results import JobResult, ResultsMiddleware, find
+from unijob.retry import RetryJob, RetryPolicy, polynomial, retry_on
 
 __version__ = "0.1.0"
 
@@ -41,7 +43,10 @@ __all__ = [
     "Event",
     "Job",
     "JobFunction",
+    "JobNotFoundError",
     "JobRef",
+    "JobResult",
+    "RetryJob",
     "RetryPolicy",
     "SerializationError",
     "UnknownJobError",
@@ -53,6 +58,7 @@ __all__ = [
     "current_job",
     "events",
     "execute",
+    "find",
     "get_adapter",
     "job",
     "middleware",
@@ -65,6 +71,7 @@ __all__ = [
 ]
 
 # The features that come with unijob, switched on here and nowhere else: the Active Job log lines
-# (an events subscriber) and batches (a middleware).
+# (an events subscriber), batches and results (middleware).
 log.install()
 middleware.install(BatchMiddleware())
+middleware.install(ResultsMiddleware())

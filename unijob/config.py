@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import json
 import os
+import random
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,15 @@ class BackendSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Route:
+    """Send a job to another backend than its own, on every call or on ``percent`` of the calls
+    (a migration moved one job at a time, or rolled out gradually)."""
+
+    backend: str
+    percent: float = 100.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     backends: Mapping[str, BackendSettings] = dataclasses.field(
         default_factory=lambda: {DEFAULT_BACKEND: BackendSettings(DEFAULT_ADAPTER)}
@@ -50,6 +60,9 @@ class Settings:
     on_unsupported: OnUnsupported = "error"  # or "warn": degrade with a warning
     bulk_chunk_size: int = 1000
     batch_retention: float = 7 * 24 * 3600  # seconds a finished batch's record is kept
+    results: bool = False  # keep every job's status and return value (a job may choose: store_result)
+    result_retention: float = 24 * 3600  # seconds a job's result record is kept
+    routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # job name -> another backend
 
 
 SETTING_NAMES: Final = tuple(field.name for field in dataclasses.fields(Settings))
@@ -87,6 +100,9 @@ def configure(
     on_unsupported: OnUnsupported | None = None,
     bulk_chunk_size: int | None = None,
     batch_retention: float | None = None,
+    results: bool | None = None,
+    result_retention: float | None = None,
+    routes: Mapping[str, str | Mapping[str, Any] | Route] | None = None,
     **options: Any,
 ) -> Settings:
     """Configure unijob in code, over what the environment and pyproject.toml say.
@@ -110,6 +126,9 @@ def configure(
         on_unsupported=on_unsupported or base.on_unsupported,
         bulk_chunk_size=base.bulk_chunk_size if bulk_chunk_size is None else bulk_chunk_size,
         batch_retention=base.batch_retention if batch_retention is None else batch_retention,
+        results=base.results if results is None else results,
+        result_retention=base.result_retention if result_retention is None else result_retention,
+        routes={**base.routes, **_routes(routes or {})},
     )
     _validate(new)
     _install(new)
@@ -216,6 +235,9 @@ def load_settings(cwd: Path | None = None) -> Settings:
         on_unsupported=table.get("on_unsupported", "error"),
         bulk_chunk_size=table.get("bulk_chunk_size", 1000),
         batch_retention=table.get("batch_retention", 7 * 24 * 3600),
+        results=table.get("results", False),
+        result_retention=table.get("result_retention", 24 * 3600),
+        routes=_routes(table.get("routes") or {}),
     )
     _validate(result)
     return result
@@ -239,6 +261,30 @@ def _layer(
     return BackendSettings(adapter or weaker.adapter, url if url is not None else weaker.url, dict(options or {}))
 
 
+def route(job_name: str) -> str | None:
+    """The backend a route sends this call of ``job_name`` to, if any (drawn at random for a rollout)."""
+    found = settings().routes.get(job_name)
+    if found is None or (found.percent < 100 and random.random() * 100 >= found.percent):
+        return None
+    return found.backend
+
+
+def _routes(table: Mapping[str, Any]) -> dict[str, Route]:
+    routes = {}
+    for name, spec in table.items():
+        if isinstance(spec, Route):
+            routes[name] = spec
+        elif isinstance(spec, str):
+            routes[name] = Route(spec)
+        elif isinstance(spec, Mapping) and set(spec) <= {"backend", "percent"} and "backend" in spec:
+            routes[name] = Route(spec["backend"], float(spec.get("percent", 100)))
+        else:
+            raise ConfigurationError(
+                f"route {name!r}: give a backend name, or {{backend = NAME, percent = 0..100}}, not {spec!r}"
+            )
+    return routes
+
+
 def _backend_from_mapping(name: str, spec: Mapping[str, Any]) -> BackendSettings:
     spec = dict(spec)
     if "backend" in spec and "adapter" not in spec:
@@ -256,12 +302,20 @@ def _validate(new: Settings) -> None:
         raise ConfigurationError(f"on_unsupported must be 'error' or 'warn', not {new.on_unsupported!r}")
     if type(new.bulk_chunk_size) is not int or new.bulk_chunk_size < 1:
         raise ConfigurationError(f"bulk_chunk_size must be a whole number of at least 1, not {new.bulk_chunk_size!r}")
-    if isinstance(new.batch_retention, bool) or not isinstance(new.batch_retention, (int, float)) or new.batch_retention < 0:
-        raise ConfigurationError(f"batch_retention must be a number of seconds, not {new.batch_retention!r}")
-    if not isinstance(new.log_arguments, bool):
-        raise ConfigurationError(f"log_arguments must be true or false, not {new.log_arguments!r}")
+    for name in ("batch_retention", "result_retention"):
+        value = getattr(new, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    for name in ("log_arguments", "results"):
+        if not isinstance(getattr(new, name), bool):
+            raise ConfigurationError(f"{name} must be true or false, not {getattr(new, name)!r}")
     for spec in new.backends.values():
         check_adapter_name(spec.adapter)  # a typo fails here, with a suggestion
+    for name, chosen in new.routes.items():
+        if chosen.backend not in new.backends:
+            raise ConfigurationError(f"route {name!r} names backend {chosen.backend!r}, which is not configured")
+        if not 0 <= chosen.percent <= 100:
+            raise ConfigurationError(f"route {name!r}: percent must be from 0 to 100, not {chosen.percent!r}")
 
 
 def _pyproject_table(start: Path) -> dict[str, Any]:

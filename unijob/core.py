@@ -34,6 +34,7 @@ class BaseJob:
     queue: str = DEFAULT_QUEUE
     priority: int | None = None  # -100..100, larger runs sooner; None: the backend's default
     backend: str = DEFAULT_BACKEND  # the name of the configured backend that enqueues it
+    store_result: ClassVar[bool | None] = None  # keep its status and result; None: the "results" setting
     retry_on: ClassVar[RetryPolicy | Sequence[RetryPolicy]] = ()
     discard_on: ClassVar[type[BaseException] | tuple[type[BaseException], ...]] = ()
 
@@ -56,6 +57,7 @@ class BaseJob:
         self.priority = type(self).priority
         self.priority_requested = False  # set() asked for it: a backend without priority must refuse it
         self.backend = type(self).backend
+        self.backend_requested = False  # set() chose it: a route does not move the job
         self.wait: dt.timedelta | None = None
         self.wait_until: dt.datetime | None = None
         self.scheduled_at: dt.datetime | None = None
@@ -107,6 +109,7 @@ class BaseJob:
             self.priority_requested = True
         if options.backend is not None:
             self.backend = options.backend
+            self.backend_requested = True
         if options.wait is not None or options.wait_until is not None:
             self.wait, self.wait_until = options.wait, options.wait_until
         return self

@@ -10,10 +10,11 @@ import contextlib
 import contextvars
 import datetime as dt
 import warnings
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 
 from unijob import config, events, middleware
 from unijob.adapters.base import Adapter, EnqueueOutcome
+from unijob.config import Route
 from unijob.core import BaseJob
 from unijob.envelope import Envelope
 from unijob.errors import EnqueueError, Error, UnsupportedOptionError
@@ -26,6 +27,7 @@ _warned_main: set[str] = set()
 def enqueue(job: BaseJob) -> BaseJob:
     """Enqueue one job on its backend, or into the open ``unijob.bulk()`` block. Raises
     :class:`EnqueueError` when the backend does not take it; the job records the error either way."""
+    _route(job, config.settings().routes)
     middleware.before_enqueue(job)
     buffer = _buffer.get()
     if buffer is not None:
@@ -45,6 +47,7 @@ def enqueue(job: BaseJob) -> BaseJob:
             raise
         job.successfully_enqueued = True
         job.enqueue_error = None
+        middleware.after_enqueue((job,))
         events.emit(events.Event("enqueue", job=job, adapter=adapter))
 
     job.before_enqueue()
@@ -52,6 +55,14 @@ def enqueue(job: BaseJob) -> BaseJob:
     if job.successfully_enqueued:
         job.after_enqueue()
     return job
+
+
+def _route(job: BaseJob, routes: Mapping[str, Route]) -> None:
+    """A route in the configuration moves a job to another backend (a retry stays where it runs)."""
+    if routes and job.name in routes and not job.backend_requested and not job.executions:
+        routed = config.route(job.name)
+        if routed is not None:
+            job.backend = routed
 
 
 def prepare(job: BaseJob, adapter: Adapter, now: dt.datetime) -> Envelope:
@@ -99,7 +110,8 @@ def perform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None)
     ``chunk_size`` (default: the ``bulk_chunk_size`` setting, 1000), so memory stays bounded.
     Each job records ``successfully_enqueued`` and ``enqueue_error``. Enqueue callbacks do not run.
     """
-    size = config.settings().bulk_chunk_size if chunk_size is None else chunk_size
+    settings = config.settings()
+    size = settings.bulk_chunk_size if chunk_size is None else chunk_size
     if type(size) is not int or size < 1:
         raise ValueError(f"perform_all_later: chunk_size must be a whole number of at least 1, not {size!r}")
     enqueued = 0
@@ -109,6 +121,7 @@ def perform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None)
     for chunk in _chunks(jobs, size):
         by_backend: dict[str, list[BaseJob]] = {}
         for job in chunk:
+            _route(job, settings.routes)
             middleware.before_enqueue(job)
             by_backend.setdefault(job.backend, []).append(job)
         for backend, group in by_backend.items():
@@ -136,13 +149,16 @@ def _enqueue_group(backend: str, jobs: list[BaseJob], unreachable: dict[str, Enq
             unreachable[backend] = outcomes[-1].error  # type: ignore[assignment]
     if len(outcomes) != len(ready):
         raise RuntimeError(f"{type(adapter).__name__}.enqueue_all returned {len(outcomes)} outcomes for {len(ready)} jobs")
-    count = 0
+    taken = []
     for job, outcome in zip(ready, outcomes, strict=True):
         _record(job, outcome)
-        count += job.successfully_enqueued
+        if job.successfully_enqueued:
+            taken.append(job)
+    if taken:
+        middleware.after_enqueue(taken)
     if events.has_subscribers("enqueue_all"):
         events.emit(events.Event("enqueue_all", jobs=jobs, adapter=adapter))
-    return count
+    return len(taken)
 
 
 def _record(job: BaseJob, outcome: EnqueueOutcome) -> None:

@@ -43,5 +43,9 @@ class UnsupportedOptionError(Error):
     """A backend cannot honour an option (priority, delay, ...) that the job asked for."""
 
 
+class JobNotFoundError(Error, LookupError):
+    """No record of a job of that id: never enqueued with results on, or its record expired."""
+
+
 class BatchFinishedError(Error):
     """Jobs cannot be added to a batch that has already finished."""

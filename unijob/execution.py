@@ -14,6 +14,8 @@ from unijob.core import BaseJob
 from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
 from unijob.errors import DeserializationError, EnqueueError, Error, UnknownJobError
+from unijob.middleware import Outcome
+from unijob.retry import RetryJob
 
 logger = logging.getLogger("unijob")
 _current_job: contextvars.ContextVar[BaseJob | None] = contextvars.ContextVar("unijob_current_job", default=None)
@@ -43,6 +45,8 @@ def execute(payload: Envelope | Mapping[str, Any] | str | bytes, *, adapter: Ada
         raise
     try:
         job = job_class.from_envelope(envelope)
+        if adapter is not None:
+            job.backend = adapter.alias  # it came through this backend: its retries go back there
     except DeserializationError as error:
         logger.error("Refused job %r (Job ID: %s): %s", envelope.job, envelope.job_id, error)
         give_up(job_class.from_envelope(envelope, arguments=False), error, adapter, run_callbacks=False)
@@ -50,16 +54,18 @@ def execute(payload: Envelope | Mapping[str, Any] | str | bytes, *, adapter: Ada
     return perform_now(job, adapter=adapter)
 
 
-def give_up(job: BaseJob, error: BaseException, adapter: Adapter | None, *, run_callbacks: bool = True) -> None:
+def give_up(
+    job: BaseJob, error: BaseException, adapter: Adapter | None, *, run_callbacks: bool = True, outcome: Outcome = "failed"
+) -> None:
     """A final failure of a job that did not run to an outcome of its own: its arguments could not
-    be read, or its worker died, or it expired. It counts as a final discard (the ``discard``
+    be read, or its worker died, or it expired. It counts as a final failure (the ``discard``
     event, ``after_discard`` when its arguments are known, the ``after_finish`` middleware)."""
     events.emit(events.Event("discard", job=job, adapter=adapter, error=error))
     try:
         if run_callbacks:
             job.after_discard(error)
     finally:
-        middleware.after_finish(job, False)
+        middleware.after_finish(job, outcome, error)
 
 
 def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
@@ -68,38 +74,35 @@ def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
     adapter = adapter or _adapter_for(job)
     job.executions += 1
     token = _current_job.set(job)
+    middleware.before_perform(job)
     events.emit(events.Event("perform_start", job=job, adapter=adapter))
     started = time.perf_counter()
     try:
         job.before_perform()
         result = job.around_perform(lambda: job.perform(*job.args, **job.kwargs))
         job.after_perform()
+        middleware.after_perform(job, result)
     except Exception as error:
         _handle_failure(job, error, adapter, time.perf_counter() - started)
         return None
     finally:
         _current_job.reset(token)
     events.emit(events.Event("perform", job=job, adapter=adapter, duration=time.perf_counter() - started, outcome="success"))
-    middleware.after_finish(job, True)
+    middleware.after_finish(job, "succeeded", None)
     return result
 
 
 def _handle_failure(job: BaseJob, error: Exception, adapter: Adapter | None, duration: float) -> None:
     """Retry, discard, or re-raise ``error`` so that the backend records the failure."""
+    if isinstance(error, RetryJob):
+        _retry(job, error.error or error, adapter, duration, error.wait)
+        return
     for policy in job.retry_policies():
         if policy.matches(error):
             used = job.exception_executions.get(policy.key, 0) + 1
             if used < policy.attempts:
                 job.exception_executions[policy.key] = used
-                wait = policy.delay(used)
-                events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome="retry"))
-                events.emit(events.Event("retry", job=job, adapter=adapter, error=error, wait=wait))
-                try:
-                    enqueue(job.next_attempt(wait))
-                except EnqueueError as lost:  # the retry never reached the backend: this failure is final
-                    lost.__context__ = error
-                    _discard(job, lost, adapter, duration, "error")
-                    raise
+                _retry(job, error, adapter, duration, policy.delay(used))
                 return
             break  # attempts exhausted: a final failure
     else:
@@ -110,11 +113,22 @@ def _handle_failure(job: BaseJob, error: Exception, adapter: Adapter | None, dur
     raise error
 
 
+def _retry(job: BaseJob, error: BaseException, adapter: Adapter | None, duration: float, wait: float) -> None:
+    events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome="retry"))
+    events.emit(events.Event("retry", job=job, adapter=adapter, error=error, wait=wait))
+    try:
+        enqueue(job.next_attempt(wait))
+    except EnqueueError as lost:  # the retry never reached the backend: this failure is final
+        lost.__context__ = error
+        _discard(job, lost, adapter, duration, "error")
+        raise
+
+
 def _discard(
     job: BaseJob, error: BaseException, adapter: Adapter | None, duration: float, outcome: Literal["discard", "error"]
 ) -> None:
     events.emit(events.Event("perform", job=job, adapter=adapter, error=error, duration=duration, outcome=outcome))
-    give_up(job, error, adapter)
+    give_up(job, error, adapter, outcome="discarded" if outcome == "discard" else "failed")
 
 
 def _adapter_for(job: BaseJob) -> Adapter | None:

@@ -140,6 +140,7 @@ def job(
     priority: int | None = ...,
     backend: str = ...,
     name: str | None = ...,
+    store_result: bool | None = ...,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -151,6 +152,7 @@ def job(
     priority: int | None = None,
     backend: str = DEFAULT_BACKEND,
     name: str | None = None,
+    store_result: bool | None = None,
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Make a function a job::
 
@@ -166,6 +168,7 @@ def job(
             "queue": queue,
             "priority": priority,
             "backend": backend,
+            "store_result": store_result,
             "__module__": fn.__module__,
             "__qualname__": fn.__qualname__,
             "__doc__": fn.__doc__,

@@ -1,37 +1,48 @@
-"""Middleware: how a feature (batches, for one) hooks into the core without the core calling it.
+"""Middleware: how a feature (batches, results) hooks into the core without the core calling it.
 
 As in Dramatiq, a middleware is an object with any of the hook methods below; the core calls each
 installed middleware that overrides a hook, in installation order. Unlike events (instrumentation,
 whose subscribers cannot change what happens to a job), a middleware takes part in the job's life:
-an exception it raises propagates, as the job's own would.
+an exception it raises propagates, as the job's own would (from ``after_perform``, it fails the job).
 
     class AuditTrail(unijob.middleware.Middleware):
-        def after_finish(self, job, succeeded):
-            audit.write(job.job_id, succeeded)
+        def after_finish(self, job, outcome, error):
+            audit.write(job.job_id, outcome)
 
     unijob.middleware.install(AuditTrail())
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from unijob.core import BaseJob
 
-HOOKS: Final = ("before_enqueue", "enqueue_failed", "after_finish")
+Outcome = Literal["succeeded", "discarded", "failed"]
+HOOKS: Final = ("before_enqueue", "after_enqueue", "enqueue_failed", "before_perform", "after_perform", "after_finish")
 
 
 class Middleware:
     def before_enqueue(self, job: BaseJob) -> None:
         """A job is about to be enqueued (one by one or in bulk), before its arguments are serialized."""
 
+    def after_enqueue(self, jobs: Sequence[BaseJob]) -> None:
+        """The backend took these jobs: one, or those of a bulk chunk that went through."""
+
     def enqueue_failed(self, job: BaseJob, error: BaseException) -> None:
         """The backend did not take ``job`` (or it failed before reaching the backend)."""
 
-    def after_finish(self, job: BaseJob, succeeded: bool) -> None:
-        """``job`` reached a final state: it succeeded, or failed for good (discarded, retries
-        exhausted, an unhandled error, or given up on by the worker)."""
+    def before_perform(self, job: BaseJob) -> None:
+        """The job is about to run (``executions`` counts this run)."""
+
+    def after_perform(self, job: BaseJob, result: Any) -> None:
+        """The job's ``perform`` returned ``result``. Raising here fails the job."""
+
+    def after_finish(self, job: BaseJob, outcome: Outcome, error: BaseException | None) -> None:
+        """The job reached a final state: it succeeded, was discarded (``discard_on``), or failed
+        for good (retries exhausted, an unhandled error, or given up on by the worker)."""
 
 
 _installed: list[Middleware] = []
@@ -66,11 +77,26 @@ def before_enqueue(job: BaseJob) -> None:
         middleware.before_enqueue(job)
 
 
+def after_enqueue(jobs: Sequence[BaseJob]) -> None:
+    for middleware in _by_hook["after_enqueue"]:
+        middleware.after_enqueue(jobs)
+
+
 def enqueue_failed(job: BaseJob, error: BaseException) -> None:
     for middleware in _by_hook["enqueue_failed"]:
         middleware.enqueue_failed(job, error)
 
 
-def after_finish(job: BaseJob, succeeded: bool) -> None:
+def before_perform(job: BaseJob) -> None:
+    for middleware in _by_hook["before_perform"]:
+        middleware.before_perform(job)
+
+
+def after_perform(job: BaseJob, result: Any) -> None:
+    for middleware in _by_hook["after_perform"]:
+        middleware.after_perform(job, result)
+
+
+def after_finish(job: BaseJob, outcome: Outcome, error: BaseException | None) -> None:
     for middleware in _by_hook["after_finish"]:
-        middleware.after_finish(job, succeeded)
+        middleware.after_finish(job, outcome, error)

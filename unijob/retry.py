@@ -41,6 +41,17 @@ class RetryPolicy:
         return base + random.random() * base * self.jitter if self.jitter else base
 
 
+class RetryJob(Exception):
+    """Raised by a job to run again after ``wait`` seconds: a retry the job asks for itself (Celery's
+    ``self.retry``), outside its ``retry_on`` policies. ``error``, when given, is why (logged and
+    reported on the retry event)."""
+
+    def __init__(self, wait: float = 0.0, error: BaseException | None = None) -> None:
+        super().__init__(f"retry in {wait:g}s" + (f" after {type(error).__name__}: {error}" if error else ""))
+        self.wait = wait
+        self.error = error
+
+
 def _seconds(value: float | dt.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 

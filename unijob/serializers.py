@@ -258,6 +258,11 @@ def _namedtuple_codec(cls: type[Any]) -> _Codec:
     return _Codec("namedtuple:" + _type_path(cls), cls, list, lambda items: cls._make(items))
 
 
+def known_class(path: str) -> type[Any] | None:
+    """The class at ``module.QualName`` if its module is already imported (nothing is imported)."""
+    return _resolve_known_class(path)
+
+
 def _resolve_known_class(path: str) -> type[Any] | None:
     """Find a class by ``module.QualName`` among modules already imported. Never imports."""
     module_name, _, qualname = path.rpartition(".")

@@ -2,8 +2,9 @@
 
 - :func:`load_jobs` imports the application's job modules (the ``imports`` setting).
 - :func:`serve` finds the configured backend a worker serves, and checks its adapter.
-- :func:`envelope_from_native` rebuilds a job's envelope from a native message.
-- :func:`deliver` runs a delivered job, or sends it on when it came early (a long delay's hop).
+- :class:`Delivery` is a native message; its ``envelope()`` is the job's envelope again.
+- :func:`run` runs a delivered job, or sends it on when it came early (a long delay's hop);
+  :func:`give_up` counts a job the native worker gave up on as a final failure.
 - :func:`launch` is ``unijob worker``: the stock worker's command line, and ``--burst``.
 
 Each backend's own half lives in ``unijob/adapters/<name>_worker.py``: the native registration
@@ -13,6 +14,7 @@ and, for :func:`launch`, ``command(adapter, queues, concurrency)`` and
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -72,55 +74,47 @@ def serve(backend: str, kind: type[_AdapterT], command: str) -> _AdapterT:
     return adapter
 
 
-def envelope_from_native(
-    job: str,
-    meta: object,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    *,
-    native_id: str,
-    queue: str | None = None,
-    enqueued_at: str | None = None,
-    priority: int | None = None,
-) -> Envelope:
-    """The envelope of a delivered message. ``job`` is the native task or actor name, which decides
-    what runs whatever the metadata says. A message sent by plain native code (no unijob metadata)
-    is a fresh execution of the job; ``native_id``, ``queue``, ``enqueued_at`` and ``priority``
-    are what the native message says of itself."""
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
-        raise EnvelopeError(f"malformed {job!r} message: its arguments are not a list and an object")
-    if isinstance(meta, Mapping):
-        data = {**meta}
-        data.setdefault("id", native_id)  # left out on the wire where it is the native id
-    else:
-        fallback_queue = queue or (registry.lookup(job).queue if registry.is_registered(job) else DEFAULT_QUEUE)
-        data = {"v": FORMAT_VERSION, "id": native_id, "queue": fallback_queue, "priority": priority, "enqueued_at": enqueued_at}
-    data.update(job=job, args=list(args), kwargs=dict(kwargs))
-    return Envelope.from_dict(data)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message as the native worker delivered it. ``job`` is the native task or actor name, which
+    decides what runs, whatever the metadata says; ``meta`` is unijob's metadata from the message
+    (anything else, None included, for a message sent by plain native code: a fresh execution of
+    the job, described by ``native_id``, ``queue``, ``enqueued_at`` and ``priority``)."""
+
+    job: str
+    meta: object
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    native_id: str
+    queue: str | None = None
+    enqueued_at: str | None = None
+    priority: int | None = None
+
+    def envelope(self) -> Envelope:
+        """The job's envelope. Raises :class:`EnvelopeError` for a message that is not a valid job."""
+        if not isinstance(self.args, (list, tuple)) or not isinstance(self.kwargs, Mapping):
+            raise EnvelopeError(f"malformed {self.job!r} message: its arguments are not a list and an object")
+        if isinstance(self.meta, Mapping):
+            data = {**self.meta}
+            data.setdefault("id", self.native_id)  # left out on the wire where it is the native id
+        else:
+            known = registry.is_registered(self.job)
+            queue = self.queue or (registry.lookup(self.job).queue if known else DEFAULT_QUEUE)
+            data = {"v": FORMAT_VERSION, "id": self.native_id, "queue": queue, "priority": self.priority}
+            data["enqueued_at"] = self.enqueued_at
+        data.update(job=self.job, args=list(self.args), kwargs=dict(self.kwargs))
+        return Envelope.from_dict(data)
 
 
-def run(
-    adapter: Adapter | None,
-    job: str,
-    meta: object,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    *,
-    native_id: str,
-    queue: str | None = None,
-    enqueued_at: str | None = None,
-    priority: int | None = None,
-) -> Any:
-    """Run a delivered message (:func:`envelope_from_native`, then :func:`deliver`). A message that
-    is not a valid unijob job is refused: logged, and raised so that the native worker records
-    the failure and goes on to the next message. ``adapter`` is the backend the worker serves
-    (None: the job's own backend, looked up when it runs)."""
+def run(adapter: Adapter | None, delivery: Delivery) -> Any:
+    """Run a delivered message (its envelope, then :func:`deliver`). A message that is not a valid
+    unijob job is refused: logged, and raised so that the native worker records the failure and
+    goes on to the next message. ``adapter`` is the backend the worker serves (None: the job's own
+    backend, looked up when it runs)."""
     try:
-        envelope = envelope_from_native(
-            job, meta, args, kwargs, native_id=native_id, queue=queue, enqueued_at=enqueued_at, priority=priority
-        )
+        envelope = delivery.envelope()
     except EnvelopeError as error:
-        logger.error("Refused a message for %r (native id %s): %s", job, native_id, error)
+        logger.error("Refused a message for %r (native id %s): %s", delivery.job, delivery.native_id, error)
         raise
     return deliver(adapter, envelope)
 
@@ -134,9 +128,10 @@ def deliver(adapter: Adapter | None, envelope: Envelope) -> Any:
     return execute(envelope, adapter=adapter)
 
 
-def give_up(envelope: Envelope, error: BaseException, adapter: Adapter | None = None) -> None:
+def give_up(delivery: Delivery, error: BaseException, adapter: Adapter | None = None) -> None:
     """The native worker gave up on a job without running it to an outcome (its worker died, it
     expired, it was dead-lettered): a final failure, counted as one (``execution.give_up``)."""
+    envelope = delivery.envelope()
     if not registry.is_registered(envelope.job):
         return  # never a unijob job here: nothing counts it
     job_class = registry.lookup(envelope.job)

@@ -57,9 +57,9 @@ def declare_native(broker: Broker) -> tuple[Actor[Any, Any], Actor[Any, Any]]:
 def worker_setup() -> None:
     """The worker's broker (``dramatiq benchmarks.targets.dramatiq_redis:worker_setup``): unijob's,
     which becomes Dramatiq's global broker, with the native actors declared on it as well."""
-    import unijob.adapters.dramatiq_worker  # noqa: F401  (declares the unijob actors, sets the broker)
+    from unijob.adapters import dramatiq_worker
 
-    declare_native(dramatiq.get_broker())
+    declare_native(dramatiq_worker.setup())  # the unijob actors, on the broker that becomes Dramatiq's
 
 
 def _dramatiq_script() -> str:

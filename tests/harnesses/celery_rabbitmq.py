@@ -16,7 +16,7 @@ class CeleryRabbitmqHarness(Harness):
     name = "celery-rabbitmq"
     adapter = "celery"
     url = URL
-    options = {"batch_store": REDIS_URL}  # batch records need Redis; db 1 is Celery's (ids never collide)
+    options = {"store": REDIS_URL}  # batch records need Redis; db 1 is Celery's (ids never collide)
     services = ("rabbitmq", "redis")  # redis holds the test results
 
     def worker_argv(self) -> list[str]:

@@ -12,7 +12,7 @@ class DramatiqRabbitmqHarness(Harness):
     name = "dramatiq-rabbitmq"
     adapter = "dramatiq"
     url = URL
-    options = {"batch_store": "redis://127.0.0.1:6379/3"}  # batch records need Redis (db 3 is Dramatiq's)
+    options = {"store": "redis://127.0.0.1:6379/3"}  # batch records need Redis (db 3 is Dramatiq's)
     services = ("rabbitmq", "redis")  # redis holds the test results
 
     def worker_argv(self) -> list[str]:

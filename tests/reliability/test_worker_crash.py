@@ -120,7 +120,7 @@ def test_celery_on_rabbitmq_runs_the_job_again_at_once(token: str) -> None:
     """acks_late: the message was not acknowledged, so RabbitMQ delivers it again when the dead
     worker's connection closes (at least once)."""
     with vhost("unijob_crash_celery") as url:
-        harness = CrashHarness("crash-celery-rabbitmq", "celery", url, {"batch_store": BATCH_STORE}, celery_argv())
+        harness = CrashHarness("crash-celery-rabbitmq", "celery", url, {"store": BATCH_STORE}, celery_argv())
         records = kill_mid_batch(harness, token)
     assert len(events_of(records, "started")) == 2 and len(events_of(records, "done")) == 1
     assert finished(records)["succeeded"] == 1
@@ -163,7 +163,7 @@ def test_dramatiq_on_redis_runs_the_job_again_once_the_dead_worker_stops_beating
 
 def test_dramatiq_on_rabbitmq_runs_the_job_again_at_once(token: str) -> None:
     with vhost("unijob_crash_dramatiq") as url:
-        options = {"batch_store": BATCH_STORE}
+        options = {"store": BATCH_STORE}
         harness = CrashHarness("crash-dramatiq-rabbitmq", "dramatiq", url, options, [*DRAMATIQ, *DRAMATIQ_QUEUES])
         records = kill_mid_batch(harness, token)
     assert len(events_of(records, "done")) == 1 and finished(records)["succeeded"] == 1

@@ -23,7 +23,7 @@ from unijob.envelope import Envelope
 from unijob.errors import ConfigurationError, EnqueueError, Error
 from unijob.urls import redact
 
-COMMON_OPTIONS = frozenset({"batch_store"})  # every adapter takes these
+COMMON_OPTIONS = frozenset({"store"})  # every adapter takes these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +86,9 @@ class Adapter:
     def close(self) -> None:
         """Release connections. The adapter may be used again afterwards (it reconnects)."""
 
-    def batch_store_url(self) -> str:
-        """Where this backend keeps batch records: the ``batch_store`` option, else its broker."""
-        return str(self.options.get("batch_store") or self.url or "")
+    def store_url(self) -> str:
+        """Where this backend keeps batch records: the ``store`` option, else its broker."""
+        return str(self.options.get("store") or self.url or "")
 
     # --- helpers for subclasses ------------------------------------------------------------------
 

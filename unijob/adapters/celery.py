@@ -58,7 +58,7 @@ class CeleryAdapter(Adapter):
     one from the URL), ``visibility_timeout`` (Redis, seconds), ``transport_options`` and ``config``
     (merged into the built app's ``broker_transport_options`` and settings), ``max_eta`` (seconds,
     the longest ETA handed to the broker), ``acks_late`` (default True), ``confirm_publish``
-    (RabbitMQ: a single enqueue waits for the broker's confirm) and ``batch_store``."""
+    (RabbitMQ: a single enqueue waits for the broker's confirm) and ``store``."""
 
     name = "celery"
     display_name = "Celery"

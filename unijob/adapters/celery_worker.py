@@ -54,7 +54,14 @@ def register_jobs(app: celery.Celery, backend: str = DEFAULT_BACKEND) -> None:
         if sender is app:
             register_tasks(worker.serve(backend, CeleryAdapter, "register_jobs"), app)
 
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        # Celery imports the app's own task modules (include=, autodiscover_tasks) after sending
+        # import_modules: the tasks adopted there are registered once the worker has them all.
+        if getattr(sender, "app", None) is app:
+            register_tasks(worker.serve(backend, CeleryAdapter, "register_jobs"), app)
+
     signals.import_modules.connect(on_import_modules, weak=False)
+    signals.worker_init.connect(on_worker_init, weak=False)
 
 
 def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> list[str]:
@@ -64,7 +71,16 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
     jobs = worker.load_jobs()
     body = _task_body(adapter)
     signals.task_failure.connect(_count_lost, weak=False, dispatch_uid="unijob-count-lost")
-    for name in jobs:
+    for name, job_class in jobs.items():
+        existing = app._tasks.get(name)
+        if existing is not None and getattr(existing, "unijob_adapter", None) is adapter:
+            continue  # registered by an earlier call (register_jobs registers twice)
+        if existing is not None and getattr(existing, "unijob_job", None) is job_class:
+            # An adopted task of this app: its messages now run through unijob (which calls its
+            # function). Finalize the app first: finalizing re-creates a shared task whose name is
+            # missing, and that task, not unijob's, would take the name.
+            app.finalize()
+            del app._tasks[name]
         app.task(
             name=name,
             bind=True,
@@ -96,7 +112,9 @@ def _task_body(adapter: CeleryAdapter) -> Callable[..., Any]:
         request = task.request
         queue = (request.delivery_info or {}).get("routing_key")
         try:
-            return worker.run(adapter, task.name, getattr(request, HEADER, None), args, kwargs, native_id=request.id, queue=queue)
+            return worker.run(
+                adapter, worker.Delivery(task.name, getattr(request, HEADER, None), args, kwargs, request.id, queue)
+            )
         except EnqueueError as error:  # a hop that could not travel on: keep this message, lose no job
             raise Reject(error, requeue=True) from error
 
@@ -112,10 +130,8 @@ def _count_lost(sender: Any = None, exception: BaseException | None = None, args
         return
     request = sender.request
     try:
-        envelope = worker.envelope_from_native(
-            sender.name, getattr(request, HEADER, None), args or (), kwargs or {}, native_id=request.id
-        )
-        worker.give_up(envelope, exception, adapter)
+        delivery = worker.Delivery(sender.name, getattr(request, HEADER, None), args or (), kwargs or {}, request.id)
+        worker.give_up(delivery, exception, adapter)
     except Exception:  # whatever the message held, the worker goes on
         worker.logger.exception("Could not count job %s, whose worker process was lost, as failed", request.id)
 

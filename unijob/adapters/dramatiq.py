@@ -48,7 +48,7 @@ class DramatiqAdapter(Adapter):
     (RabbitMQ's ``x-max-priority``, 10; 0 turns priority off), ``actor_options`` (passed to every
     actor the worker declares), ``max_delay`` (seconds: the longest delay handed to the broker;
     longer ones hop), ``broker_options`` (passed to Dramatiq's broker: ``heartbeat_timeout``,
-    ``dead_message_ttl``, ``maintenance_chance`` on Redis) and ``batch_store``."""
+    ``dead_message_ttl``, ``maintenance_chance`` on Redis) and ``store``."""
 
     name = "dramatiq"
     display_name = "Dramatiq"

@@ -67,20 +67,11 @@ def _performer(adapter: DramatiqAdapter, name: str) -> Callable[..., None]:
         # Dramatiq records the failure once.
         message = CurrentMessage.get_current_message()
         if message is None:
-            worker.run(adapter, name, None, args, kwargs, native_id=new_job_id())
+            worker.run(adapter, worker.Delivery(name, None, args, kwargs, new_job_id()))
             return
         enqueued = dt.datetime.fromtimestamp(message.message_timestamp / 1000, dt.timezone.utc).isoformat()
         meta = message.options.get(META_OPTION)
-        worker.run(
-            adapter,
-            name,
-            meta,
-            args,
-            kwargs,
-            native_id=message.message_id,
-            queue=q_name(message.queue_name),
-            enqueued_at=enqueued,
-        )
+        worker.run(adapter, worker.Delivery(name, meta, args, kwargs, message.message_id, q_name(message.queue_name), enqueued))
 
     perform.__name__ = perform.__qualname__ = name
     perform.__module__ = __name__

@@ -15,7 +15,7 @@ Configuration::
     unijob.configure("huey", "redis://localhost:6379/0")      # PriorityRedisHuey
 
 Options: ``path`` (SQLite file), ``name`` (Huey queue name, default ``unijob``), ``timeout`` (seconds:
-the SQLite busy timeout, or the Redis connect/read timeout; default 5), ``batch_store`` (a URL; by
+the SQLite busy timeout, or the Redis connect/read timeout; default 5), ``store`` (a URL; by
 default batch records live in a table of the same SQLite file, or in the same Redis).
 """
 
@@ -207,11 +207,11 @@ class HueyAdapter(Adapter):
             else:
                 storage.pool.disconnect()
 
-    def batch_store_url(self) -> str:
+    def store_url(self) -> str:
         """Batch records live in a table of Huey's own SQLite file (on Redis: in that Redis)."""
-        if self.path is not None and not self.options.get("batch_store"):
+        if self.path is not None and not self.options.get("store"):
             return f"sqlite:///{self.path}"
-        return super().batch_store_url()
+        return super().store_url()
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:

@@ -43,9 +43,8 @@ class JobTask(Task):  # type: ignore[misc]
         priority = self.priority if type(self.priority) is int else None  # what plain Huey code gave it
         try:
             # The task name decides which job runs, whatever the metadata says.
-            return worker.run(
-                self.adapter, self.job_name, self.unijob_meta, self.args, self.kwargs, native_id=self.id, priority=priority
-            )
+            delivery = worker.Delivery(self.job_name, self.unijob_meta, self.args, self.kwargs, self.id, priority=priority)
+            return worker.run(self.adapter, delivery)
         finally:
             storage = self.adapter.huey.storage
             if self.unijob_row is not None and isinstance(storage, JobSqliteStorage):

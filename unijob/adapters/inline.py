@@ -21,7 +21,7 @@ class InlineAdapter(Adapter):
     def description(self) -> str:
         return "Inline (in this process)"
 
-    def batch_store_url(self) -> str:
+    def store_url(self) -> str:
         return "memory://"
 
     def enqueue(self, envelope: Envelope) -> str | None:

@@ -45,7 +45,7 @@ class Job(rq.job.Job):
         worker.load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
         meta = self.meta.get(META_KEY) if isinstance(self.meta, dict) else None
         # func_name is what RQ and its dashboard show, so it is what runs (or is refused).
-        return _storable(worker.run(None, self.func_name or "", meta, args, kwargs, native_id=self.id, queue=self.origin))
+        return _storable(worker.run(None, worker.Delivery(self.func_name or "", meta, args, kwargs, self.id, self.origin)))
 
     @property
     def should_retry(self) -> bool:
@@ -80,10 +80,7 @@ def _count_abandoned(job: rq.job.Job, connection: Any, kind: Any, error: Any, tr
 def _give_up(job: rq.job.Job, error: BaseException) -> None:
     try:
         meta = job.meta.get(META_KEY) if isinstance(job.meta, dict) else None
-        envelope = worker.envelope_from_native(
-            job.func_name or "", meta, job.args, job.kwargs, native_id=job.id, queue=job.origin
-        )
-        worker.give_up(envelope, error)
+        worker.give_up(worker.Delivery(job.func_name or "", meta, job.args, job.kwargs, job.id, job.origin), error)
     except Exception:  # whatever the job's record holds, the worker goes on
         worker.logger.exception("Could not count job %s, which RQ gave up on, as failed", job.id)
 

@@ -31,7 +31,7 @@ class TestAdapter(Adapter):
         self._enqueued: list[Envelope] = []
         self._performed: list[BaseJob] = []
 
-    def batch_store_url(self) -> str:
+    def store_url(self) -> str:
         return "memory://"
 
     def enqueue(self, envelope: Envelope) -> str | None:

@@ -9,7 +9,7 @@
   the first final discard. A job being retried has not finished. An empty batch finishes at once.
 - Callbacks are ordinary jobs, called with ``(batch, event)``.
 - The record lives in the backend's own store (:mod:`unijob.batches.stores`), at the URL its
-  adapter names (``Adapter.batch_store_url``).
+  adapter names (``Adapter.store_url``).
 - The core knows nothing of batches: :class:`BatchMiddleware` hooks them in.
 """
 
@@ -36,6 +36,7 @@ from unijob.enqueuing import bulk, enqueue, perform_all_later
 from unijob.errors import ConfigurationError, Error
 from unijob.execution import current_job
 from unijob.middleware import Middleware
+from unijob.middleware import Outcome as MiddlewareOutcome
 from unijob.options import JobOptions
 
 logger = logging.getLogger("unijob")
@@ -48,7 +49,7 @@ def store_for(backend: str) -> BatchStore:
     adapter = config.get_adapter(backend)
     store = _stores.get(adapter)
     if store is None:
-        store = _stores[adapter] = open_store(adapter.batch_store_url(), config.settings().batch_retention)
+        store = _stores[adapter] = open_store(adapter.store_url(), config.settings().batch_retention)
     return store
 
 
@@ -248,9 +249,9 @@ class BatchMiddleware(Middleware):
             except Exception:  # the batch store may share the broker that just failed
                 logger.warning("could not withdraw job %s from batch %s", job.job_id, job.batch_id, exc_info=True)
 
-    def after_finish(self, job: BaseJob, succeeded: bool) -> None:
+    def after_finish(self, job: BaseJob, outcome: MiddlewareOutcome, error: BaseException | None) -> None:
         if job.batch_id is not None:
-            _progress(job, "succeeded" if succeeded else "discarded")
+            _progress(job, "succeeded" if outcome == "succeeded" else "discarded")
 
 
 def _progress(job: BaseJob, outcome: Outcome) -> None:

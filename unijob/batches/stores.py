@@ -405,7 +405,7 @@ def open_store(url: str, retention: float) -> BatchStore:
         return _memory
     raise ConfigurationError(
         f"no batch store for {redact(url) if url else 'this backend'}: batches need Redis or SQLite; set the backend "
-        "option batch_store='redis://...' (for example on a RabbitMQ-only deployment)"
+        "option store='redis://...' (for example on a RabbitMQ-only deployment)"
     )
 
 
