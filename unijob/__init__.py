@@ -5,7 +5,7 @@ from __future__ import annotations
 from unijob import events, log, middleware, serializers
 from unijob.batches import Batch, BatchMiddleware, batch, current_batch
 from unijob.config import configure, get_adapter, override, settings
-from unijob.enqueuing import bulk, perform_all_later
+from unijob.enqueuing import aperform_all_later, bulk, perform_all_later
 from unijob.envelope import Envelope
 from unijob.errors import (
     BackendNotInstalledError,
@@ -30,6 +30,7 @@ from unijob.retry import RetryJob, RetryPolicy, polynomial, retry_on
 __version__ = "0.1.0"
 
 __all__ = [
+    "aperform_all_later",
     "BackendNotInstalledError",
     "Batch",
     "BatchFinishedError",

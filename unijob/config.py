@@ -63,6 +63,7 @@ class Settings:
     results: bool = False  # keep every job's status and return value (a job may choose: store_result)
     result_retention: float = 24 * 3600  # seconds a job's result record is kept
     routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # job name -> another backend
+    enqueue_after_commit: bool = False  # jobs enqueued in a database transaction wait for it to commit
 
 
 SETTING_NAMES: Final = tuple(field.name for field in dataclasses.fields(Settings))
@@ -103,6 +104,7 @@ def configure(
     results: bool | None = None,
     result_retention: float | None = None,
     routes: Mapping[str, str | Mapping[str, Any] | Route] | None = None,
+    enqueue_after_commit: bool | None = None,
     **options: Any,
 ) -> Settings:
     """Configure unijob in code, over what the environment and pyproject.toml say.
@@ -129,6 +131,7 @@ def configure(
         results=base.results if results is None else results,
         result_retention=base.result_retention if result_retention is None else result_retention,
         routes={**base.routes, **_routes(routes or {})},
+        enqueue_after_commit=base.enqueue_after_commit if enqueue_after_commit is None else enqueue_after_commit,
     )
     _validate(new)
     _install(new)
@@ -238,6 +241,7 @@ def load_settings(cwd: Path | None = None) -> Settings:
         results=table.get("results", False),
         result_retention=table.get("result_retention", 24 * 3600),
         routes=_routes(table.get("routes") or {}),
+        enqueue_after_commit=table.get("enqueue_after_commit", False),
     )
     _validate(result)
     return result
@@ -306,7 +310,7 @@ def _validate(new: Settings) -> None:
         value = getattr(new, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
-    for name in ("log_arguments", "results"):
+    for name in ("log_arguments", "results", "enqueue_after_commit"):
         if not isinstance(getattr(new, name), bool):
             raise ConfigurationError(f"{name} must be true or false, not {getattr(new, name)!r}")
     for spec in new.backends.values():

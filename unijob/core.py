@@ -58,6 +58,7 @@ class BaseJob:
         self.priority_requested = False  # set() asked for it: a backend without priority must refuse it
         self.backend = type(self).backend
         self.backend_requested = False  # set() chose it: a route does not move the job
+        self.after_commit: bool | None = None  # None: the enqueue_after_commit setting
         self.wait: dt.timedelta | None = None
         self.wait_until: dt.datetime | None = None
         self.scheduled_at: dt.datetime | None = None
@@ -112,6 +113,8 @@ class BaseJob:
             self.backend_requested = True
         if options.wait is not None or options.wait_until is not None:
             self.wait, self.wait_until = options.wait, options.wait_until
+        if options.after_commit is not None:
+            self.after_commit = options.after_commit
         return self
 
     def schedule(self, now: dt.datetime) -> dt.datetime | None:

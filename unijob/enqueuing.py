@@ -6,18 +6,19 @@ honour, and its envelope is built, before anything reaches a backend.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import datetime as dt
 import warnings
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 
-from unijob import config, events, middleware
+from unijob import config, events, middleware, transactions
 from unijob.adapters.base import Adapter, EnqueueOutcome
 from unijob.config import Route
 from unijob.core import BaseJob
 from unijob.envelope import Envelope
-from unijob.errors import EnqueueError, Error, UnsupportedOptionError
+from unijob.errors import EnqueueError, Error, TransactionRolledBackError, UnsupportedOptionError
 from unijob.scheduling import utcnow
 
 _buffer: contextvars.ContextVar[list[BaseJob] | None] = contextvars.ContextVar("unijob_bulk_buffer", default=None)
@@ -25,15 +26,26 @@ _warned_main: set[str] = set()
 
 
 def enqueue(job: BaseJob) -> BaseJob:
-    """Enqueue one job on its backend, or into the open ``unijob.bulk()`` block. Raises
-    :class:`EnqueueError` when the backend does not take it; the job records the error either way."""
-    _route(job, config.settings().routes)
+    """Enqueue one job on its backend, into the open ``unijob.bulk()`` block, or (``after_commit``)
+    when the open database transaction commits. Raises :class:`EnqueueError` when the backend does
+    not take it; the job records the error either way."""
+    settings = config.settings()
+    _route(job, settings.routes)
     middleware.before_enqueue(job)
     buffer = _buffer.get()
     if buffer is not None:
         job.serialize_arguments()  # fail at the call site, not when the block ends
         buffer.append(job)
         return job
+    if _waits_for_commit(job, settings.enqueue_after_commit):
+        job.serialize_arguments()
+        if transactions.defer(lambda: _hand_over(job), lambda: _rolled_back([job])):
+            return job
+    return _hand_over(job)
+
+
+def _hand_over(job: BaseJob) -> BaseJob:
+    """The enqueue callbacks around the backend's own enqueue."""
     adapter = config.get_adapter(job.backend)
 
     def proceed() -> None:
@@ -55,6 +67,18 @@ def enqueue(job: BaseJob) -> BaseJob:
     if job.successfully_enqueued:
         job.after_enqueue()
     return job
+
+
+def _waits_for_commit(job: BaseJob, default: bool) -> bool:
+    return default if job.after_commit is None else job.after_commit
+
+
+def _rolled_back(jobs: Sequence[BaseJob]) -> None:
+    """The transaction the jobs waited for rolled back: they were never sent, and never will be."""
+    error = TransactionRolledBackError("the database transaction it waited for rolled back; the job was not sent")
+    for job in jobs:
+        job.enqueue_error = error
+        middleware.enqueue_failed(job, error)
 
 
 def _route(job: BaseJob, routes: Mapping[str, Route]) -> None:
@@ -109,6 +133,8 @@ def perform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None)
     ``jobs`` may be any iterable, a generator included: it is consumed in chunks of
     ``chunk_size`` (default: the ``bulk_chunk_size`` setting, 1000), so memory stays bounded.
     Each job records ``successfully_enqueued`` and ``enqueue_error``. Enqueue callbacks do not run.
+    Jobs that wait for the open database transaction (``after_commit``) are enqueued when it
+    commits, in bulk too, and are not counted in the number returned.
     """
     settings = config.settings()
     size = settings.bulk_chunk_size if chunk_size is None else chunk_size
@@ -118,15 +144,37 @@ def perform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None)
     # A backend whose broker refused a whole chunk is not asked again in this call: each later
     # chunk would only wait for its own connect timeout. Its remaining jobs report that error.
     unreachable: dict[str, EnqueueError] = {}
+    waiting: list[BaseJob] = []
     for chunk in _chunks(jobs, size):
-        by_backend: dict[str, list[BaseJob]] = {}
+        ready: list[BaseJob] = []
         for job in chunk:
             _route(job, settings.routes)
             middleware.before_enqueue(job)
-            by_backend.setdefault(job.backend, []).append(job)
-        for backend, group in by_backend.items():
-            enqueued += _enqueue_group(backend, group, unreachable)
+            (waiting if _waits_for_commit(job, settings.enqueue_after_commit) else ready).append(job)
+        enqueued += _send(ready, unreachable)
+    if waiting:
+        for job in waiting:
+            job.serialize_arguments()  # fail now, not after the commit
+        if not transactions.defer(lambda: _send_chunks(waiting, size), lambda: _rolled_back(waiting)):
+            enqueued += _send_chunks(waiting, size)
     return enqueued
+
+
+async def aperform_all_later(jobs: Iterable[BaseJob], *, chunk_size: int | None = None) -> int:
+    """:func:`perform_all_later` for async code: the enqueue runs in a thread, the event loop goes on."""
+    return await asyncio.to_thread(perform_all_later, jobs, chunk_size=chunk_size)
+
+
+def _send_chunks(jobs: list[BaseJob], size: int) -> int:
+    unreachable: dict[str, EnqueueError] = {}
+    return sum(_send(jobs[start : start + size], unreachable) for start in range(0, len(jobs), size))
+
+
+def _send(jobs: Sequence[BaseJob], unreachable: dict[str, EnqueueError]) -> int:
+    by_backend: dict[str, list[BaseJob]] = {}
+    for job in jobs:
+        by_backend.setdefault(job.backend, []).append(job)
+    return sum(_enqueue_group(backend, group, unreachable) for backend, group in by_backend.items())
 
 
 def _enqueue_group(backend: str, jobs: list[BaseJob], unreachable: dict[str, EnqueueError]) -> int:

@@ -39,6 +39,11 @@ class BrokerUnavailableError(Error):
     """A worker command could not reach its broker; the message names the backend and the URL."""
 
 
+class TransactionRolledBackError(Error):
+    """A job waited for its database transaction to commit (``after_commit``), which rolled back:
+    the job was never sent. It is recorded on the job, never raised."""
+
+
 class UnsupportedOptionError(Error):
     """A backend cannot honour an option (priority, delay, ...) that the job asked for."""
 

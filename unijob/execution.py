@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Literal
 
 from unijob import config, events, middleware, registry
@@ -13,7 +15,7 @@ from unijob.adapters.base import Adapter
 from unijob.core import BaseJob
 from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
-from unijob.errors import DeserializationError, EnqueueError, Error, UnknownJobError
+from unijob.errors import ConfigurationError, DeserializationError, EnqueueError, Error, UnknownJobError
 from unijob.middleware import Outcome
 from unijob.retry import RetryJob
 
@@ -75,21 +77,45 @@ def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
     job.executions += 1
     token = _current_job.set(job)
     middleware.before_perform(job)
-    events.emit(events.Event("perform_start", job=job, adapter=adapter))
-    started = time.perf_counter()
     try:
-        job.before_perform()
-        result = job.around_perform(lambda: job.perform(*job.args, **job.kwargs))
-        job.after_perform()
-        middleware.after_perform(job, result)
-    except Exception as error:
-        _handle_failure(job, error, adapter, time.perf_counter() - started)
-        return None
+        events.emit(events.Event("perform_start", job=job, adapter=adapter))
+        started = time.perf_counter()
+        try:
+            job.before_perform()
+            result = job.around_perform(lambda: _awaited(job.perform(*job.args, **job.kwargs)))
+            job.after_perform()
+            middleware.after_perform(job, result)
+        except Exception as error:
+            _handle_failure(job, error, adapter, time.perf_counter() - started)
+            return None
+        finally:
+            _current_job.reset(token)
+        events.emit(events.Event("perform", job=job, adapter=adapter, duration=time.perf_counter() - started, outcome="success"))
+        middleware.after_finish(job, "succeeded", None)
+        return result
     finally:
-        _current_job.reset(token)
-    events.emit(events.Event("perform", job=job, adapter=adapter, duration=time.perf_counter() - started, outcome="success"))
-    middleware.after_finish(job, "succeeded", None)
-    return result
+        middleware.after_attempt(job)
+
+
+def _awaited(value: Any) -> Any:
+    """What an ``async def`` job returned, run to its end on an event loop of its own: a worker
+    thread or process has none running. Code already inside an event loop awaits ``aperform_now``."""
+    if not inspect.isawaitable(value):
+        return value
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_wait_for(value))
+    close = getattr(value, "close", None)
+    if close is not None:
+        close()  # never awaited: say so once, here, rather than as a warning later
+    raise ConfigurationError(
+        "an async job cannot run here: this thread runs an event loop; use 'await job.aperform_now(...)' from async code"
+    )
+
+
+async def _wait_for(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _handle_failure(job: BaseJob, error: Exception, adapter: Adapter | None, duration: float) -> None:

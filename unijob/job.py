@@ -4,6 +4,7 @@ batches, as Rails' ``ActiveJob::Base`` includes its concerns."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 from collections.abc import Callable
@@ -59,6 +60,15 @@ class Job(BaseJob, abstract=True):
     def perform_now(cls, *args: Any, **kwargs: Any) -> Any:
         return execution.perform_now(cls(*args, **kwargs))
 
+    @classmethod
+    async def aperform_later(cls, *args: Any, **kwargs: Any) -> Self:
+        """``perform_later`` for async code: the enqueue runs in a thread, the event loop goes on."""
+        return await asyncio.to_thread(cls.perform_later, *args, **kwargs)
+
+    @classmethod
+    async def aperform_now(cls, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(cls.perform_now, *args, **kwargs)
+
     def enqueue(self) -> Self:
         """Enqueue this job on its backend (or into the open ``unijob.bulk()`` block)."""
         enqueuing.enqueue(self)
@@ -105,6 +115,14 @@ class JobRef(Generic[P, R]):
     def perform_now(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the job here and now, through the same callbacks and retry policies as a worker."""
         return cast(R, execution.perform_now(self.new(*args, **kwargs)))
+
+    async def aperform_later(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """``perform_later`` for async code: the enqueue runs in a thread, the event loop goes on."""
+        return await asyncio.to_thread(self.perform_later, *args, **kwargs)
+
+    async def aperform_now(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """``perform_now`` for async code (an ``async def`` job included), in a thread of its own."""
+        return await asyncio.to_thread(execution.perform_now, self.new(*args, **kwargs))
 
     def set(self, **options: Unpack[EnqueueOptions]) -> Self:
         """A copy with enqueue options: ``wait`` (timedelta or seconds) or ``wait_until``,

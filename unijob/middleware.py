@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from unijob.core import BaseJob
 
 Outcome = Literal["succeeded", "discarded", "failed"]
-HOOKS: Final = ("before_enqueue", "after_enqueue", "enqueue_failed", "before_perform", "after_perform", "after_finish")
+HOOKS: Final = (
+    "before_enqueue",
+    "after_enqueue",
+    "enqueue_failed",
+    "before_perform",
+    "after_perform",
+    "after_finish",
+    "after_attempt",
+)
 
 
 class Middleware:
@@ -43,6 +51,10 @@ class Middleware:
     def after_finish(self, job: BaseJob, outcome: Outcome, error: BaseException | None) -> None:
         """The job reached a final state: it succeeded, was discarded (``discard_on``), or failed
         for good (retries exhausted, an unhandled error, or given up on by the worker)."""
+
+    def after_attempt(self, job: BaseJob) -> None:
+        """A run of the job ended, whatever its outcome (a retry included): release what
+        ``before_perform`` took (a database connection, an application context)."""
 
 
 _installed: list[Middleware] = []
@@ -100,3 +112,8 @@ def after_perform(job: BaseJob, result: Any) -> None:
 def after_finish(job: BaseJob, outcome: Outcome, error: BaseException | None) -> None:
     for middleware in _by_hook["after_finish"]:
         middleware.after_finish(job, outcome, error)
+
+
+def after_attempt(job: BaseJob) -> None:
+    for middleware in _by_hook["after_attempt"]:
+        middleware.after_attempt(job)

@@ -25,6 +25,7 @@ class EnqueueOptions(TypedDict, total=False):
     queue: str | None
     priority: int | None  # -100..100, larger runs sooner
     backend: str | None  # the name of a configured backend
+    after_commit: bool | None  # wait for the open database transaction to commit (unijob.transactions)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class JobOptions:
     queue: str | None = None
     priority: int | None = None
     backend: str | None = None
+    after_commit: bool | None = None
 
     def merged(self, newer: JobOptions) -> JobOptions:
         """These options with ``newer``'s on top. ``wait`` and ``wait_until`` replace each other."""
@@ -64,7 +66,14 @@ def make_options(owner: str, options: dict[str, Any]) -> JobOptions:
         queue=None if options.get("queue") is None else check_queue(owner, options["queue"]),
         priority=check_priority(owner, options.get("priority")),
         backend=None if options.get("backend") is None else check_name(owner, "backend", options["backend"]),
+        after_commit=_check_flag(owner, "after_commit", options.get("after_commit")),
     )
+
+
+def _check_flag(owner: str, option: str, value: object) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{owner}: {option} must be True or False, not {value!r}")
+    return value
 
 
 def check_wait(owner: str, wait: object) -> dt.timedelta:
