@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start Redis and RabbitMQ on loopback if they are not running (idempotent; see ../shared/services.md).
+# Start Redis, RabbitMQ and PostgreSQL on loopback if they are not running (idempotent; see ../shared/services.md).
 set -uo pipefail
 
 wait_for_port() {  # host port seconds
@@ -24,4 +24,7 @@ fi
 if ! rabbitmqctl status >/dev/null 2>&1; then
   rabbitmq-server -detached
 fi
-wait_for_port 127.0.0.1 6379 30 && wait_for_port 127.0.0.1 5672 90
+if command -v pg_ctlcluster >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+fi
+wait_for_port 127.0.0.1 6379 30 && wait_for_port 127.0.0.1 5672 90 && wait_for_port 127.0.0.1 5432 60

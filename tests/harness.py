@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 LOG_DIR = Path(os.environ.get("UNIJOB_TEST_LOGS", f"/tmp/unijob-test-logs/{os.getpid()}"))  # one folder per session
 
-SERVICES = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672)}
+SERVICES = {"redis": ("127.0.0.1", 6379), "rabbitmq": ("127.0.0.1", 5672), "postgresql": ("127.0.0.1", 5432)}
 
 
 def require_service(name: str) -> None:
