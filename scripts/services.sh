@@ -10,9 +10,9 @@ wait_for_port() {  # host port seconds
   done
 }
 
-if ! command -v redis-server >/dev/null || ! command -v rabbitmq-server >/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v rabbitmq-server >/dev/null || ! command -v pg_ctlcluster >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server rabbitmq-server >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server rabbitmq-server postgresql >/dev/null
   fi
 fi
 
