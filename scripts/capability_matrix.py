@@ -30,13 +30,13 @@ ROWS = [
 
 def render() -> str:
     lines = [
-        "| adapter | delay | long delays | priority | native bulk | notes |",
-        "|---|---|---|---|---|---|",
+        "| adapter | delay | long delays | priority | time limit | native bulk | notes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, name, url, options in ROWS:
         caps = adapter_class(name)(url=url, options=options).capabilities
         long_delays = "native" if caps.max_hold is None else f"hop every {_duration(caps.max_hold.total_seconds())}"
-        row = [label, _yes(caps.delay), long_delays, _yes(caps.priority), _yes(caps.native_bulk), caps.notes]
+        row = [label, _yes(caps.delay), long_delays, _yes(caps.priority), _yes(caps.timeout), _yes(caps.native_bulk), caps.notes]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

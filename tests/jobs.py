@@ -212,3 +212,32 @@ def compute(token: str, value: Any, mode: str = "ok") -> Any:
 
 compute.job_class.retry_on = unijob.retry_on(FlakyError, wait=1, attempts=2, jitter=0)
 compute.job_class.discard_on = (Gone,)
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+@unijob.job(store_result=True)
+def sleeper(token: str, seconds: float) -> str:
+    record(token, "started")
+    time.sleep(seconds)
+    record(token, "finished")
+    return "awake"
+
+
+@unijob.job(store_result=True)
+def one_at_a_time(token: str, n: int, seconds: float) -> None:
+    record(token, "start", n=n, t=time.time())
+    time.sleep(seconds)
+    record(token, "end", n=n, t=time.time())
+
+
+class OnlyOne(unijob.Job):
+    """A unique job that, while it runs, tries to enqueue a copy of itself."""
+
+    unique = True
+    store_result = True
+
+    def perform(self, token: str) -> None:
+        copy = type(self).perform_later(token)
+        record(token, "copy", enqueued=copy.successfully_enqueued, holder=getattr(copy.enqueue_error, "holder", None))

@@ -13,9 +13,11 @@ from unijob.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     DeserializationError,
+    DuplicateJobError,
     EnqueueError,
     EnvelopeError,
     Error,
+    JobExpiredError,
     JobNotFoundError,
     SerializationError,
     UnknownJobError,
@@ -24,6 +26,7 @@ from unijob.errors import (
 from unijob.events import Event
 from unijob.execution import current_job, execute
 from unijob.job import Job, JobFunction, JobRef, job
+from unijob.limits import LimitsMiddleware
 from unijob.results import JobResult, ResultsMiddleware, find
 from unijob.retry import RetryJob, RetryPolicy, polynomial, retry_on
 
@@ -37,12 +40,14 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigurationError",
     "DeserializationError",
+    "DuplicateJobError",
     "EnqueueError",
     "Envelope",
     "EnvelopeError",
     "Error",
     "Event",
     "Job",
+    "JobExpiredError",
     "JobFunction",
     "JobNotFoundError",
     "JobRef",
@@ -72,7 +77,8 @@ __all__ = [
 ]
 
 # The features that come with unijob, switched on here and nowhere else: the Active Job log lines
-# (an events subscriber), batches and results (middleware).
+# (an events subscriber), batches, results, unique jobs and concurrency limits (middleware).
 log.install()
 middleware.install(BatchMiddleware())
 middleware.install(ResultsMiddleware())
+middleware.install(LimitsMiddleware())

@@ -64,6 +64,7 @@ class Settings:
     result_retention: float = 24 * 3600  # seconds a job's result record is kept
     routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # job name -> another backend
     enqueue_after_commit: bool = False  # jobs enqueued in a database transaction wait for it to commit
+    unique_for: float = 24 * 3600  # seconds a unique job's key is held at most (its job lost)
 
 
 SETTING_NAMES: Final = tuple(field.name for field in dataclasses.fields(Settings))
@@ -105,6 +106,7 @@ def configure(
     result_retention: float | None = None,
     routes: Mapping[str, str | Mapping[str, Any] | Route] | None = None,
     enqueue_after_commit: bool | None = None,
+    unique_for: float | None = None,
     **options: Any,
 ) -> Settings:
     """Configure unijob in code, over what the environment and pyproject.toml say.
@@ -132,6 +134,7 @@ def configure(
         result_retention=base.result_retention if result_retention is None else result_retention,
         routes={**base.routes, **_routes(routes or {})},
         enqueue_after_commit=base.enqueue_after_commit if enqueue_after_commit is None else enqueue_after_commit,
+        unique_for=base.unique_for if unique_for is None else unique_for,
     )
     _validate(new)
     _install(new)
@@ -242,6 +245,7 @@ def load_settings(cwd: Path | None = None) -> Settings:
         result_retention=table.get("result_retention", 24 * 3600),
         routes=_routes(table.get("routes") or {}),
         enqueue_after_commit=table.get("enqueue_after_commit", False),
+        unique_for=table.get("unique_for", 24 * 3600),
     )
     _validate(result)
     return result
@@ -306,7 +310,7 @@ def _validate(new: Settings) -> None:
         raise ConfigurationError(f"on_unsupported must be 'error' or 'warn', not {new.on_unsupported!r}")
     if type(new.bulk_chunk_size) is not int or new.bulk_chunk_size < 1:
         raise ConfigurationError(f"bulk_chunk_size must be a whole number of at least 1, not {new.bulk_chunk_size!r}")
-    for name in ("batch_retention", "result_retention"):
+    for name in ("batch_retention", "result_retention", "unique_for"):
         value = getattr(new, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")

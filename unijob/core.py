@@ -35,6 +35,9 @@ class BaseJob:
     priority: int | None = None  # -100..100, larger runs sooner; None: the backend's default
     backend: str = DEFAULT_BACKEND  # the name of the configured backend that enqueues it
     store_result: ClassVar[bool | None] = None  # keep its status and result; None: the "results" setting
+    timeout: float | None = None  # seconds: a hard time limit (set(timeout=) changes it per call)
+    unique: bool = False  # not enqueued while one of the same name and arguments is enqueued or running
+    concurrency_limit: int | None = None  # at most this many run at once, everywhere (key: the job name)
     retry_on: ClassVar[RetryPolicy | Sequence[RetryPolicy]] = ()
     discard_on: ClassVar[type[BaseException] | tuple[type[BaseException], ...]] = ()
 
@@ -59,12 +62,20 @@ class BaseJob:
         self.backend = type(self).backend
         self.backend_requested = False  # set() chose it: a route does not move the job
         self.after_commit: bool | None = None  # None: the enqueue_after_commit setting
+        self.timeout = type(self).timeout
+        self.expires: dt.timedelta | dt.datetime | None = None
+        self.expires_at: dt.datetime | None = None
+        self.unique = type(self).unique
+        self.unique_key: str | None = None
+        self.concurrency_key: str | None = self.name if type(self).concurrency_limit else None
+        self.concurrency_limit = type(self).concurrency_limit
         self.wait: dt.timedelta | None = None
         self.wait_until: dt.datetime | None = None
         self.scheduled_at: dt.datetime | None = None
         self.enqueued_at: dt.datetime | None = None
         self.executions = 0
         self.exception_executions: dict[str, int] = {}
+        self.postponements = 0
         self.batch_id: str | None = None
         self.provider_job_id: str | None = None
         self.successfully_enqueued = False
@@ -115,14 +126,31 @@ class BaseJob:
             self.wait, self.wait_until = options.wait, options.wait_until
         if options.after_commit is not None:
             self.after_commit = options.after_commit
+        if options.timeout is not None:
+            self.timeout = options.timeout.total_seconds()
+        if options.expires is not None:
+            self.expires = options.expires
+        if options.unique is not None:
+            self.unique = options.unique
+        if options.unique_key is not None:
+            self.unique_key, self.unique = options.unique_key, True
+        if options.concurrency_key is not None:
+            self.concurrency_key = options.concurrency_key
+        if options.concurrency_limit is not None:
+            self.concurrency_limit = options.concurrency_limit
+            self.concurrency_key = self.concurrency_key or self.name
         return self
 
     def schedule(self, now: dt.datetime) -> dt.datetime | None:
-        """Fix ``scheduled_at`` from ``wait``/``wait_until`` at enqueue time."""
+        """Fix ``scheduled_at`` (from ``wait``/``wait_until``) and ``expires_at`` at enqueue time."""
         if self.wait is not None:
             self.scheduled_at = now + self.wait
         elif self.wait_until is not None:
             self.scheduled_at = self.wait_until
+        if isinstance(self.expires, dt.timedelta):
+            self.expires_at = now + self.expires
+        elif self.expires is not None:
+            self.expires_at = self.expires
         return self.scheduled_at
 
     # --- the envelope --------------------------------------------------------------------------------
@@ -143,6 +171,12 @@ class BaseJob:
             executions=self.executions,
             exception_executions=dict(self.exception_executions),
             batch_id=self.batch_id,
+            timeout=self.timeout,
+            expires_at=self.expires_at,
+            unique_key=self.unique_key,
+            concurrency_key=self.concurrency_key if self.concurrency_limit else None,
+            concurrency_limit=self.concurrency_limit if self.concurrency_key else None,
+            postponements=self.postponements,
         )
 
     @classmethod
@@ -159,6 +193,10 @@ class BaseJob:
         job.executions = envelope.executions
         job.exception_executions = dict(envelope.exception_executions)
         job.batch_id = envelope.batch_id
+        job.timeout, job.expires_at, job.unique_key = envelope.timeout, envelope.expires_at, envelope.unique_key
+        job.unique = envelope.unique_key is not None
+        job.concurrency_key, job.concurrency_limit = envelope.concurrency_key, envelope.concurrency_limit
+        job.postponements = envelope.postponements
         job.serialized = (envelope.args, envelope.kwargs)
         job.successfully_enqueued = True
         return job
@@ -172,6 +210,14 @@ class BaseJob:
         retry.executions = self.executions
         retry.exception_executions = dict(self.exception_executions)
         retry.batch_id = self.batch_id
+        retry.timeout, retry.expires_at, retry.unique, retry.unique_key = (
+            self.timeout,
+            self.expires_at,
+            self.unique,
+            self.unique_key,
+        )
+        retry.concurrency_key, retry.concurrency_limit = self.concurrency_key, self.concurrency_limit
+        retry.postponements = self.postponements
         retry.serialized = self.serialized
         retry.wait = dt.timedelta(seconds=wait) if wait > 0 else None
         return retry

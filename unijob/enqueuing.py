@@ -18,7 +18,7 @@ from unijob.adapters.base import Adapter, EnqueueOutcome
 from unijob.config import Route
 from unijob.core import BaseJob
 from unijob.envelope import Envelope
-from unijob.errors import EnqueueError, Error, TransactionRolledBackError, UnsupportedOptionError
+from unijob.errors import DuplicateJobError, EnqueueError, Error, TransactionRolledBackError, UnsupportedOptionError
 from unijob.scheduling import utcnow
 
 _buffer: contextvars.ContextVar[list[BaseJob] | None] = contextvars.ContextVar("unijob_bulk_buffer", default=None)
@@ -56,6 +56,8 @@ def _hand_over(job: BaseJob) -> BaseJob:
             middleware.enqueue_failed(job, error)
             if isinstance(error, EnqueueError):
                 events.emit(events.Event("enqueue", job=job, adapter=adapter, error=error))
+            if isinstance(error, DuplicateJobError):
+                return  # not an error of the caller's: the job it wanted is there already
             raise
         job.successfully_enqueued = True
         job.enqueue_error = None
@@ -103,6 +105,9 @@ def prepare(job: BaseJob, adapter: Adapter, now: dt.datetime) -> Envelope:
     if scheduled_at is not None and scheduled_at > now and not capabilities.delay:
         _unsupported(job, adapter, "wait", "a delay (wait/wait_until)")
         job.scheduled_at = None
+    if job.timeout is not None and not capabilities.timeout:
+        _unsupported(job, adapter, "timeout", f"a time limit (timeout={job.timeout:g}s)")
+        job.timeout = None
     if not capabilities.in_process and job.name.startswith("__main__.") and job.name not in _warned_main:
         _warned_main.add(job.name)
         warnings.warn(
@@ -111,6 +116,8 @@ def prepare(job: BaseJob, adapter: Adapter, now: dt.datetime) -> Envelope:
             RuntimeWarning,
             stacklevel=4,
         )
+    job.serialize_arguments()
+    middleware.before_send(job)  # the last word: a unique job whose key is taken stops here
     return job.to_envelope(now)
 
 

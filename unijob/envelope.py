@@ -48,10 +48,17 @@ class Envelope:
     executions: int = 0
     exception_executions: Mapping[str, int] = dataclasses.field(default_factory=dict)
     batch_id: str | None = None
+    # operations: absent from the message when unset
+    timeout: float | None = None  # seconds: a hard time limit
+    expires_at: dt.datetime | None = None  # discarded, never run, if not started by then
+    unique_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    postponements: int = 0  # times it waited for a concurrency slot (not attempts)
 
     def meta(self) -> dict[str, Any]:
         """Everything but the arguments, as JSON-compatible values (for native headers)."""
-        return {
+        meta = {
             "v": FORMAT_VERSION,
             "job": self.job,
             "id": self.job_id,
@@ -63,6 +70,17 @@ class Envelope:
             "exception_executions": dict(self.exception_executions),
             "batch_id": self.batch_id,
         }
+        if self.timeout is not None:
+            meta["timeout"] = self.timeout
+        if self.expires_at is not None:
+            meta["expires_at"] = _iso(self.expires_at)
+        if self.unique_key is not None:
+            meta["unique_key"] = self.unique_key
+        if self.concurrency_key is not None:
+            meta["concurrency_key"], meta["concurrency_limit"] = self.concurrency_key, self.concurrency_limit
+        if self.postponements:
+            meta["postponements"] = self.postponements
+        return meta
 
     def to_dict(self) -> dict[str, Any]:
         data = self.meta()
@@ -99,6 +117,12 @@ class Envelope:
                 executions=_count(data.get("executions") or 0, "executions"),
                 exception_executions=_counters(data.get("exception_executions") or {}),
                 batch_id=_optional(data, "batch_id", str),
+                timeout=_seconds(data.get("timeout")),
+                expires_at=_parse_time(data, "expires_at"),
+                unique_key=_optional(data, "unique_key", str),
+                concurrency_key=_optional(data, "concurrency_key", str),
+                concurrency_limit=_limit(data.get("concurrency_limit")),
+                postponements=_count(data.get("postponements") or 0, "postponements"),
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise EnvelopeError(f"malformed unijob envelope: {exc}") from None
@@ -133,6 +157,20 @@ def _priority(data: Mapping[str, Any]) -> int | None:
     if priority is not None and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
         raise ValueError(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX}, got {priority}")
     return priority
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e10:
+        raise ValueError(f"timeout must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _limit(value: Any) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"concurrency_limit must be a whole number of at least 1, got {value!r}")
+    return value
 
 
 def _count(value: Any, name: str) -> int:

@@ -39,6 +39,19 @@ class BrokerUnavailableError(Error):
     """A worker command could not reach its broker; the message names the backend and the URL."""
 
 
+class DuplicateJobError(Error):
+    """A unique job was not enqueued: one with the same key is enqueued or running. It is recorded
+    on the job (``enqueue_error``; ``successfully_enqueued`` is False), never raised."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder  # the job id that holds the key
+
+
+class JobExpiredError(Error):
+    """A job was not started before its ``expires`` time: it was discarded without running."""
+
+
 class TransactionRolledBackError(Error):
     """A job waited for its database transaction to commit (``after_commit``), which rolled back:
     the job was never sent. It is recorded on the job, never raised."""

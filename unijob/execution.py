@@ -15,9 +15,10 @@ from unijob.adapters.base import Adapter
 from unijob.core import BaseJob
 from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
-from unijob.errors import ConfigurationError, DeserializationError, EnqueueError, Error, UnknownJobError
+from unijob.errors import ConfigurationError, DeserializationError, EnqueueError, Error, JobExpiredError, UnknownJobError
 from unijob.middleware import Outcome
-from unijob.retry import RetryJob
+from unijob.retry import PostponeJob, RetryJob
+from unijob.scheduling import utcnow
 
 logger = logging.getLogger("unijob")
 _current_job: contextvars.ContextVar[BaseJob | None] = contextvars.ContextVar("unijob_current_job", default=None)
@@ -53,6 +54,10 @@ def execute(payload: Envelope | Mapping[str, Any] | str | bytes, *, adapter: Ada
         logger.error("Refused job %r (Job ID: %s): %s", envelope.job, envelope.job_id, error)
         give_up(job_class.from_envelope(envelope, arguments=False), error, adapter, run_callbacks=False)
         raise
+    if job.expires_at is not None and job.expires_at <= utcnow():
+        expired = JobExpiredError(f"{job.display_name} was not started by {job.expires_at.isoformat()}, when it expired")
+        give_up(job, expired, adapter, outcome="discarded")  # a discard, as Active Job's: the worker goes on
+        return None
     return perform_now(job, adapter=adapter)
 
 
@@ -76,7 +81,14 @@ def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
     adapter = adapter or _adapter_for(job)
     job.executions += 1
     token = _current_job.set(job)
-    middleware.before_perform(job)
+    try:
+        middleware.before_perform(job)
+    except PostponeJob as postponed:  # not its turn yet (a concurrency limit): not an attempt
+        _current_job.reset(token)
+        job.executions -= 1
+        job.postponements += 1
+        enqueue(job.next_attempt(postponed.wait))
+        return None
     try:
         events.emit(events.Event("perform_start", job=job, adapter=adapter))
         started = time.perf_counter()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 Outcome = Literal["succeeded", "discarded", "failed"]
 HOOKS: Final = (
     "before_enqueue",
+    "before_send",
     "after_enqueue",
     "enqueue_failed",
     "before_perform",
@@ -35,6 +36,10 @@ HOOKS: Final = (
 class Middleware:
     def before_enqueue(self, job: BaseJob) -> None:
         """A job is about to be enqueued (one by one or in bulk), before its arguments are serialized."""
+
+    def before_send(self, job: BaseJob) -> None:
+        """The job is about to be handed to its backend, its arguments serialized. Raising an
+        unijob ``Error`` keeps it from being sent; the job records the error."""
 
     def after_enqueue(self, jobs: Sequence[BaseJob]) -> None:
         """The backend took these jobs: one, or those of a bulk chunk that went through."""
@@ -87,6 +92,11 @@ def _index() -> None:
 def before_enqueue(job: BaseJob) -> None:
     for middleware in _by_hook["before_enqueue"]:
         middleware.before_enqueue(job)
+
+
+def before_send(job: BaseJob) -> None:
+    for middleware in _by_hook["before_send"]:
+        middleware.before_send(job)
 
 
 def after_enqueue(jobs: Sequence[BaseJob]) -> None:

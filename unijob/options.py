@@ -26,6 +26,12 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int | None  # -100..100, larger runs sooner
     backend: str | None  # the name of a configured backend
     after_commit: bool | None  # wait for the open database transaction to commit (unijob.transactions)
+    timeout: dt.timedelta | float | None  # a hard time limit: the job is stopped and fails after this long
+    expires: dt.timedelta | float | dt.datetime | None  # discarded, never run, if not started by then
+    unique: bool | None  # not enqueued while a job of the same name and arguments is enqueued or running
+    unique_key: str | None  # the same, for jobs sharing this key
+    concurrency_key: str | None  # at most concurrency_limit jobs with this key run at once, everywhere
+    concurrency_limit: int | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +44,12 @@ class JobOptions:
     priority: int | None = None
     backend: str | None = None
     after_commit: bool | None = None
+    timeout: dt.timedelta | None = None
+    expires: dt.timedelta | dt.datetime | None = None
+    unique: bool | None = None
+    unique_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     def merged(self, newer: JobOptions) -> JobOptions:
         """These options with ``newer``'s on top. ``wait`` and ``wait_until`` replace each other."""
@@ -67,7 +79,37 @@ def make_options(owner: str, options: dict[str, Any]) -> JobOptions:
         priority=check_priority(owner, options.get("priority")),
         backend=None if options.get("backend") is None else check_name(owner, "backend", options["backend"]),
         after_commit=_check_flag(owner, "after_commit", options.get("after_commit")),
+        timeout=None if options.get("timeout") is None else check_duration(owner, "timeout", options["timeout"]),
+        expires=None if options.get("expires") is None else check_expires(owner, options["expires"]),
+        unique=_check_flag(owner, "unique", options.get("unique")),
+        unique_key=None if options.get("unique_key") is None else check_name(owner, "unique_key", options["unique_key"]),
+        concurrency_key=None
+        if options.get("concurrency_key") is None
+        else check_name(owner, "concurrency_key", options["concurrency_key"]),
+        concurrency_limit=check_limit(owner, options.get("concurrency_limit")),
     )
+
+
+def check_duration(owner: str, option: str, value: object) -> dt.timedelta:
+    """A positive duration: a timedelta or a number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, dt.timedelta)):
+        raise ValueError(f"{owner}: {option} must be a timedelta or a number of seconds, not {value!r}")
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_WAIT.total_seconds():
+        raise ValueError(f"{owner}: {option} must be more than 0 seconds and less than a century, not {value!r}")
+    return dt.timedelta(seconds=seconds)
+
+
+def check_expires(owner: str, value: object) -> dt.timedelta | dt.datetime:
+    if isinstance(value, dt.datetime):
+        return check_wait_until(owner, value)
+    return check_duration(owner, "expires", value)
+
+
+def check_limit(owner: str, value: object) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"{owner}: concurrency_limit must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 def _check_flag(owner: str, option: str, value: object) -> bool | None:

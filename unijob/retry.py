@@ -52,6 +52,16 @@ class RetryJob(Exception):
         self.error = error
 
 
+class PostponeJob(Exception):
+    """Raised before a job runs (by a middleware: a concurrency limit is reached) to run it again
+    after ``wait`` seconds; the run does not count as an attempt."""
+
+    def __init__(self, wait: float, why: str) -> None:
+        super().__init__(f"postponed {wait:g}s: {why}")
+        self.wait = wait
+        self.why = why
+
+
 def _seconds(value: float | dt.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 

@@ -35,6 +35,7 @@ class Capabilities:
     max_hold: dt.timedelta | None = None  # the longest delay handed to the broker; longer ones hop
     priority: bool = False
     native_bulk: bool = False  # enqueue_all is a native bulk path, not a loop
+    timeout: bool = False  # a hard time limit per job (set(timeout=)) is enforced by its worker
     in_process: bool = False  # jobs run in this process (inline, test), not in a worker
     notes: str = ""  # one line for the capability matrix
 
@@ -96,9 +97,8 @@ class Adapter:
     def native_id(envelope: Envelope) -> str:
         """The id given to the native job. A retry gets its own, so it never collides with the
         execution that is still running (RQ, for one, would overwrite that job's record)."""
-        if envelope.executions:
-            return f"{envelope.job_id}-{envelope.executions}"
-        return envelope.job_id
+        native = f"{envelope.job_id}-{envelope.executions}" if envelope.executions else envelope.job_id
+        return f"{native}-p{envelope.postponements}" if envelope.postponements else native
 
     @property
     def safe_url(self) -> str:

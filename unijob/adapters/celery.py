@@ -99,7 +99,7 @@ class CeleryAdapter(Adapter):
                 notes = f"{self.driver}: no priority"
         self.max_hold = dt.timedelta(seconds=float(self.options.get("max_eta") or hold))
         self.capabilities = Capabilities(
-            max_hold=self.max_hold, priority=priority, native_bulk=self.driver == "redis", notes=notes
+            timeout=True, max_hold=self.max_hold, priority=priority, native_bulk=self.driver == "redis", notes=notes
         )
         with self.app.connection_for_write() as probe:  # transport classes only: nothing connects
             self.errors: tuple[type[BaseException], ...] = (OSError, KombuError, *probe.connection_errors, *probe.channel_errors)
@@ -238,6 +238,7 @@ class CeleryAdapter(Adapter):
             producer=producer,
             retry=False,  # fail fast; unijob reports the error
             ignore_result=True,
+            time_limit=envelope.timeout,
             add_to_parent=False,
             declare=self._declare(producer, envelope.queue),
         )

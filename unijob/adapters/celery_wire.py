@@ -165,7 +165,7 @@ class RedisWire:
                 "group": None,
                 "group_index": None,
                 "retries": 0,
-                "timelimit": [None, None],
+                "timelimit": [envelope.timeout, None],
                 "root_id": root_id or task_id,
                 "parent_id": parent_id,
                 "argsrepr": plain_repr(args, args_max, maxlevels),

@@ -14,6 +14,7 @@ Retries belong to unijob: every unijob actor has ``max_retries=0``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import threading
 import time
@@ -73,7 +74,9 @@ class DramatiqAdapter(Adapter):
             notes = f"RabbitMQ: priority via x-max-priority={self.max_priority}; delays wait in the worker's memory"
         if self.options.get("max_delay"):
             self.max_hold = dt.timedelta(seconds=float(self.options["max_delay"]))
-        self.capabilities = Capabilities(max_hold=self.max_hold, priority=self.max_priority > 0, native_bulk=True, notes=notes)
+        self.capabilities = Capabilities(
+            timeout=True, max_hold=self.max_hold, priority=self.max_priority > 0, native_bulk=True, notes=notes
+        )
         self._broker: Broker | None = None
         self._lock = threading.Lock()
         self._valid_queues: set[str] = set()
@@ -149,6 +152,8 @@ class DramatiqAdapter(Adapter):
             if len(self._valid_queues) < 10_000:
                 self._valid_queues.add(queue_name)
         options: dict[str, Any] = {META_OPTION: envelope.meta()}
+        if envelope.timeout is not None:
+            options["time_limit"] = math.ceil(envelope.timeout * 1000)  # Dramatiq's TimeLimit middleware, in ms
         if envelope.priority is not None and self.capabilities.priority:
             options["broker_priority"] = self.broker_priority(envelope.priority)
         now = time.time() * 1000

@@ -170,8 +170,8 @@ class HueyAdapter(Adapter):
             message["priority"] = envelope.priority  # the same scale: larger runs sooner in Huey too
         meta = envelope.meta()
         del meta["job"]
-        if not envelope.executions:
-            del meta["id"]  # the message id; a retry's message id is "<job id>-<executions>"
+        if job_id == envelope.job_id:
+            del meta["id"]  # the message id; a retry's (or a postponed job's) message id is "<job id>-..."
         message["unijob"] = {key: value for key, value in meta.items() if value is not None and _DEFAULTS.get(key, _ANY) != value}
         due_later = scheduling.due_at(eta) is not None
         return _Item(job_id, dumps(message).encode(), envelope.priority, naive_eta if due_later else None)

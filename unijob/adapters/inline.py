@@ -15,7 +15,12 @@ from unijob.execution import execute
 class InlineAdapter(Adapter):
     name = "inline"
     display_name = "Inline"
-    capabilities = Capabilities(priority=True, in_process=True, notes="runs at once in the caller; a delay is not waited for")
+    capabilities = Capabilities(
+        priority=True,
+        timeout=True,
+        in_process=True,
+        notes="runs at once in the caller; a delay is not waited for, a time limit not enforced",
+    )
 
     @property
     def description(self) -> str:

@@ -12,6 +12,7 @@ job classes, which resolve ``func_name`` only through unijob's registry. RQ has 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -63,6 +64,7 @@ class RQAdapter(Adapter):
     worker_module = "unijob.adapters.rq_worker"
     capabilities = Capabilities(
         native_bulk=True,
+        timeout=True,
         notes="no priority (use queues listed in order on the worker); delays need `--with-scheduler`",
     )
 
@@ -117,14 +119,15 @@ class RQAdapter(Adapter):
         ids = {self.native_id(envelope) for envelope in envelopes}
         if len(ids) != len(envelopes):  # one hash per id: a job listed twice would run twice off one record
             raise ValueError("a job appears more than once in one bulk enqueue (as Queue.enqueue_many refuses it)")
-        groups: dict[tuple[str, bool], list[tuple[int, dt.datetime | None]]] = {}
+        groups: dict[tuple[str, bool, float | None], list[tuple[int, dt.datetime | None]]] = {}
         for index, envelope in enumerate(envelopes):
             at = _run_at(envelope)
-            groups.setdefault((envelope.queue, at is not None), []).append((index, at))
+            # a group shares RQ's per-job fields (timeout among them): one group per queue, delay and time limit
+            groups.setdefault((envelope.queue, at is not None, envelope.timeout), []).append((index, at))
         pipe = self.redis.pipeline(transaction=True)
         spans: list[tuple[list[int], int, int]] = []  # (indexes into envelopes, first command, end)
         try:
-            for (name, _), members in groups.items():
+            for (name, _, _), members in groups.items():
                 start = len(pipe.command_stack)
                 write_group(self, self.queue(name), [(envelopes[i], at) for i, at in members], pipe)
                 spans.append(([i for i, _ in members], start, len(pipe.command_stack)))
@@ -152,7 +155,7 @@ class RQAdapter(Adapter):
             "kwargs": envelope.kwargs,
             "job_id": self.native_id(envelope),
             "meta": {META_KEY: envelope.meta()},
-            "timeout": self.options.get("job_timeout"),
+            "timeout": math.ceil(envelope.timeout) if envelope.timeout else self.options.get("job_timeout"),
             "result_ttl": self.options.get("result_ttl"),
             "failure_ttl": self.options.get("failure_ttl"),
         }

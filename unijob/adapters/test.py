@@ -24,7 +24,13 @@ class TestAdapter(Adapter):
     __test__ = False  # not a pytest test class
     name = "test"
     display_name = "Test"
-    capabilities = Capabilities(priority=True, native_bulk=True, in_process=True, notes="records jobs; runs them on demand")
+    capabilities = Capabilities(
+        priority=True,
+        native_bulk=True,
+        timeout=True,
+        in_process=True,
+        notes="records jobs; runs them on demand (time limits not enforced)",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

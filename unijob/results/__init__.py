@@ -183,10 +183,11 @@ ENQUEUED, RUNNING, FINISHED_STEP = 0, 1, 2  # the steps of one attempt
 
 def _known(job: BaseJob, status: Status, step: int) -> dict[str, Any]:
     """What every step knows of the job, with the version that orders the steps: attempt ``k``
-    (1, 2, ...) is enqueued at ``3k``, runs at ``3k + 1`` and finishes at ``3k + 2``."""
-    attempt = job.executions + 1 if step == ENQUEUED else job.executions
+    (1, 2, ...) is enqueued at ``3k`` and runs at ``3k + 1``; a job finishes at ``3(n + 1) + 2``
+    after ``n`` runs, above every step before it, also when the worker gave up on it unrun."""
+    version = 3 * job.executions + 1 if step == RUNNING else 3 * (job.executions + 1) + (2 if step == FINISHED_STEP else 0)
     return {
-        "version": 3 * attempt + step,
+        "version": version,
         "job": job.name,
         "status": status,
         "queue": job.queue,
