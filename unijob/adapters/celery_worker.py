@@ -47,7 +47,8 @@ def worker_app(backend: str = DEFAULT_BACKEND) -> celery.Celery:
 
 def register_jobs(app: celery.Celery, backend: str = DEFAULT_BACKEND) -> None:
     """For ``celery -A yourproject worker`` with your own app: registers unijob's jobs on ``app``
-    when the worker imports its task modules. Call it where the app is created, and configure the
+    when the worker imports its task modules, and the tasks adopted in them (``include=``,
+    ``autodiscover_tasks``) once it has. Call it where the app is created, and configure the
     backend with ``celery_app`` naming that app."""
 
     def on_import_modules(sender: Any = None, **_: Any) -> None:
@@ -207,6 +208,7 @@ def __getattr__(name: str) -> Any:
     from unijob import config
 
     backend = DEFAULT_BACKEND if name in ("app", "celery") else name
+    worker.load_jobs()  # a job module may configure the backends (unijob.contrib.django.bootstrap)
     if backend not in config.settings().backends:
         raise AttributeError(f"{__name__} has no {name!r}: no unijob backend of that name is configured")
     try:

@@ -24,14 +24,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Final
 
 from unijob import config, serializers
 from unijob.constants import DEFAULT_BACKEND
 from unijob.enqueuing import perform_all_later
-from unijob.errors import BackendNotInstalledError, ConfigurationError, JobNotFoundError, UnsupportedOptionError
+from unijob.errors import BackendNotInstalledError, ConfigurationError, JobNotFoundError
 from unijob.job import Job
 from unijob.options import make_options
 from unijob.results import JobResult, find, stores_result
@@ -48,17 +47,15 @@ except ImportError as exc:  # pragma: no cover - celery comes with the extra
     raise BackendNotInstalledError('unijob.contrib.celery needs Celery: pip install "unijob[celery]"') from exc
 
 # apply_async options unijob does something with; any other raises (see _refuse)
-_MAPPED: Final = frozenset({"countdown", "eta", "queue", "priority", "task_id", "ignore_result"})
+_MAPPED: Final = frozenset({"countdown", "eta", "queue", "priority", "task_id", "ignore_result", "expires", "time_limit"})
 # options that change nothing in unijob: whatever their value, or at the value given here
 _IGNORED: Final = frozenset({"add_to_parent", "producer", "result_cls", "connection"})
 _HARMLESS: Final = {"serializer": "json", "compression": None, "retry": False, "retry_policy": None, "chord": None}
-# task settings (decorator options) unijob cannot honour yet: the setting, the app setting that is
-# its default (a Celery worker applies that one to unijob's tasks too), and why
+# task settings (decorator options) unijob cannot honour: the setting, the app setting that is its
+# default (a Celery worker applies that one to unijob's tasks too), and why
 _TASK_SETTINGS: Final = {
-    "time_limit": ("task_time_limit", "time limits are not supported yet"),
-    "soft_time_limit": ("task_soft_time_limit", "time limits are not supported yet"),
+    "soft_time_limit": ("task_soft_time_limit", "unijob has a hard time limit only: time_limit"),
     "rate_limit": ("task_default_rate_limit", "rate limits are not supported"),
-    "expires": (None, "expiry is not supported yet"),
 }
 CELERY_STATES: Final = {
     "enqueued": "PENDING",
@@ -116,7 +113,9 @@ def adopt(task: celery.Task, *, backend: str = DEFAULT_BACKEND) -> celery.Task:
     if (task.serializer or "json") != "json":
         _refuse(task.name, f"@app.task(serializer={task.serializer!r})", "unijob sends JSON, never pickle")
     priority = _own_setting(task, "priority", "task_default_priority")  # the app's default is the adapter's too
+    time_limit = getattr(task, "time_limit", None)  # the task's own, or the app's task_time_limit
     attributes: dict[str, Any] = {
+        "timeout": None if time_limit is None else float(time_limit),
         "celery_task": task,
         "queue": getattr(task, "queue", None) or task.app.conf.task_default_queue or "celery",
         "priority": None if priority is None else native_priority(task.app, priority),
@@ -179,21 +178,31 @@ def new_job(task: celery.Task, args: Sequence[Any] | None, kwargs: dict[str, Any
     if options.get("countdown") is not None:
         chosen["wait"] = options["countdown"]
     if options.get("eta") is not None:
-        eta = options["eta"]
-        eta = dt.datetime.fromisoformat(eta) if isinstance(eta, str) else eta
-        if isinstance(eta, dt.datetime) and eta.tzinfo is None:
-            eta = eta.replace(tzinfo=task.app.timezone)  # as a Celery worker reads a naive ETA
-        chosen["wait_until"] = eta
+        chosen["wait_until"] = _datetime(task, options["eta"])
     if options.get("queue") is not None:
         chosen["queue"] = options["queue"]
     if options.get("priority") is not None:
         chosen["priority"] = native_priority(task.app, options["priority"])
+    if options.get("time_limit") is not None:
+        chosen["timeout"] = options["time_limit"]
+    expires = options["expires"] if options.get("expires") is not None else getattr(task, "expires", None)
+    if expires is not None:  # seconds, a datetime or an ISO string; the task's own expires is every call's
+        chosen["expires"] = _datetime(task, expires) if isinstance(expires, (str, dt.datetime)) else expires
     job.apply(make_options(task.name, chosen))
     if options.get("task_id"):
         job.job_id = str(options["task_id"])
     if options.get("ignore_result") is not None and (not options["ignore_result"]) != stores_result(job):
         _refuse(task.name, "apply_async(ignore_result=...)", "a job keeps its result or not as its task says, for every call")
     return job
+
+
+def _datetime(task: celery.Task, value: Any) -> Any:
+    """An ``eta`` or ``expires`` time: an ISO string read, a naive time in the app's timezone, as a
+    Celery worker reads it."""
+    value = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=task.app.timezone)
+    return value
 
 
 def apply_async(
@@ -210,7 +219,6 @@ def apply_async(
 
 
 _WHY: Final = {
-    "expires": "expiry is not supported yet",
     "headers": "unijob's messages carry no custom headers",
     "link": "callbacks are not supported: use a unijob batch",
     "link_error": "callbacks are not supported: use a unijob batch with on_discard",
@@ -221,8 +229,7 @@ _WHY: Final = {
     "shadow": "a job runs under its own name",
     "exchange": "unijob routes by queue only",
     "routing_key": "unijob routes by queue only",
-    "time_limit": "time limits are not supported yet",
-    "soft_time_limit": "time limits are not supported yet",
+    "soft_time_limit": "unijob has a hard time limit only: time_limit",
     "serializer": "unijob sends JSON, never pickle",
     "compression": "unijob sends plain JSON",
     "retry": "unijob does not retry a publish: an unreachable broker raises EnqueueError within seconds",
@@ -288,10 +295,11 @@ def _stores_results(task: celery.Task) -> bool | None:
 
 
 def _refuse(name: str, what: str, why: str) -> None:
-    message = f"{name}: {what} has no equivalent in unijob ({why})"
-    if config.settings().on_unsupported == "error":
-        raise UnsupportedOptionError(message + "; remove it, or set on_unsupported='warn' to drop it with a warning")
-    warnings.warn(message + " (dropped, on_unsupported='warn')", RuntimeWarning, stacklevel=4)
+    config.unsupported(
+        f"{name}: {what} has no equivalent in unijob ({why})",
+        "remove it, or set on_unsupported='warn' to drop it with a warning",
+        stacklevel=4,
+    )
 
 
 # --- results -----------------------------------------------------------------------------------------
