@@ -67,6 +67,8 @@ def give_up(
     """A final failure of a job that did not run to an outcome of its own: its arguments could not
     be read, or its worker died, or it expired. It counts as a final failure (the ``discard``
     event, ``after_discard`` when its arguments are known, the ``after_finish`` middleware)."""
+    if adapter is not None:
+        job.backend = adapter.alias  # it came through this backend: its result and batch live in its store
     events.emit(events.Event("discard", job=job, adapter=adapter, error=error))
     try:
         if run_callbacks:

@@ -64,7 +64,10 @@ def queues_of(jobs: Mapping[str, type[BaseJob]]) -> list[str]:
 
 
 def serve(backend: str, kind: type[_AdapterT], command: str) -> _AdapterT:
-    """The adapter of the configured backend a stock worker serves, which must be of ``kind``."""
+    """The adapter of the configured backend a stock worker serves, which must be of ``kind``.
+    The job modules are imported first: one may configure unijob (``unijob.contrib.django.bootstrap``
+    sets Django up, whose settings name the backends), and the adapter is built from that."""
+    load_jobs()
     adapter = config.get_adapter(backend)
     if not isinstance(adapter, kind):
         raise ConfigurationError(
@@ -186,6 +189,43 @@ def launch(backend: str, queues: Sequence[str] | None, concurrency: int | None, 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def inspect_lines(backends: Sequence[str] | None = None) -> list[str]:
+    """What ``unijob inspect`` prints: per backend, each queue's waiting, scheduled and failed jobs
+    (as far as its broker tells), then the recurring jobs with their next tick."""
+    from unijob.recurring import next_tick, schedules
+
+    settings = config.settings()
+    lines = []
+    queues = queues_of(registry.registered())
+    for backend in backends or list(settings.backends):
+        adapter = config.get_adapter(backend)
+        lines.append(f"backend {backend!r}: {adapter.description}")
+        if adapter.worker_module is None:
+            lines.append("  runs jobs in the caller's process: no queues to inspect")
+            continue
+        module = worker_module(adapter)
+        for queue in queues:
+            try:
+                now = int(module.pending(adapter, [queue], 0))
+                later = int(module.pending(adapter, [queue], 10 * 365 * 86400)) - now
+                failed = module.failed(adapter, [queue]) if hasattr(module, "failed") else None
+            except Exception as exc:
+                where = f"{adapter.display_name} at {adapter.safe_url} (backend {backend!r})"
+                raise BrokerUnavailableError(f"{where} is unreachable: {type(exc).__name__}: {exc}") from exc
+            failed_text = "not kept by the broker" if failed is None else str(failed)
+            lines.append(f"  queue {queue}: {now} waiting or running, {later} scheduled, failed attempts: {failed_text}")
+    entries = schedules()
+    lines.append(f"recurring jobs: {len(entries)}")
+    now_utc = scheduling.utcnow()
+    for name, entry in sorted(entries.items()):
+        when = entry.cron or f"every {entry.every:g}s"
+        upcoming = next_tick(entry, now_utc) if entry.enabled else None
+        state = f"next {upcoming.isoformat()}" if upcoming else "no tick within a year"
+        state = state if entry.enabled else "disabled"
+        lines.append(f"  {name}: {entry.job} {when} ({entry.timezone}), {state}")
+    return lines
 
 
 def _pending_counter(adapter: Adapter, module: ModuleType, queues: Sequence[str]) -> Callable[[], int]:

@@ -214,6 +214,8 @@ def __getattr__(backend: str) -> Any:
     """``dramatiq unijob.adapters.dramatiq_worker:NAME`` serves the configured backend ``NAME``."""
     from unijob import config
 
+    if not backend.startswith("__"):
+        worker.load_jobs()  # a job module may configure the backends (unijob.contrib.django.bootstrap)
     if backend.startswith("__") or backend not in config.settings().backends:
         raise AttributeError(f"module {__name__!r} has no attribute {backend!r}")
     return setup(backend)
@@ -227,3 +229,24 @@ def _loaded_by_dramatiq() -> bool:
 
 if _loaded_by_dramatiq():  # the bare module form must leave a broker with the actors behind
     broker = setup()
+
+
+def failed(adapter: DramatiqAdapter, queues: Sequence[str]) -> int:
+    """Messages in the dead-letter queues of ``queues``."""
+    if adapter.kind == "redis":
+        client = adapter.broker.client  # type: ignore[attr-defined]
+        return sum(int(client.zcard(f"{adapter.namespace}:{queue}.XQ")) for queue in queues)
+    import pika.exceptions
+
+    total = 0
+    for queue in queues:
+        channel = adapter.amqp_channel()
+        try:
+            total += channel.queue_declare(f"{queue}.XQ", passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+        finally:
+            if channel.is_open:
+                channel.close()
+    return total
