@@ -1,7 +1,7 @@
 """Write the README's capability matrix from the adapters' capability flags (one source of truth).
 
-    python scripts/capability_matrix.py           # rewrite the table in README.md
-    python scripts/capability_matrix.py --check   # exit 1 if README.md is out of date (the tests run this)
+python scripts/capability_matrix.py           # rewrite the table in README.md
+python scripts/capability_matrix.py --check   # exit 1 if README.md is out of date (the tests run this)
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ ROWS = [
 
 def render() -> str:
     lines = [
-        "| adapter | delay | long delays | priority | time limit | native bulk | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| adapter | delay | long delays | priority | time limit | native bulk | recurring jobs from | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, name, url, options in ROWS:
         caps = adapter_class(name)(url=url, options=options).capabilities
         long_delays = "native" if caps.max_hold is None else f"hop every {_duration(caps.max_hold.total_seconds())}"
-        row = [label, _yes(caps.delay), long_delays, _yes(caps.priority), _yes(caps.timeout), _yes(caps.native_bulk), caps.notes]
-        lines.append("| " + " | ".join(row) + " |")
+        row = [label, _yes(caps.delay), long_delays, _yes(caps.priority), _yes(caps.timeout), _yes(caps.native_bulk)]
+        lines.append("| " + " | ".join([*row, caps.recurring_from, caps.notes]) + " |")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ import pytest
 from tests import harnesses
 from tests.harness import Harness, PrivateRedis, require_service
 from unijob import config
+from unijob.recurring import _registered as recurring_registry
 
 CONTRACT_BACKENDS = list(harnesses.MODULES)
 
@@ -69,9 +70,12 @@ def backend(backend_session: Harness) -> Iterator[Harness]:
 
 @pytest.fixture(autouse=True)
 def _fresh_configuration() -> Iterator[None]:
-    """No test leaks configuration into the next one."""
+    """No test leaks configuration, or a recurring job registered in code, into the next one."""
+    registered = dict(recurring_registry)
     with config.override():
         yield
+    recurring_registry.clear()
+    recurring_registry.update(registered)
 
 
 @pytest.fixture

@@ -52,6 +52,13 @@ def ping(token: str) -> None:
     record(token, "ping")
 
 
+@unijob.job
+def on_tick(token: str) -> None:
+    """A recurring job: records the tick it was enqueued for."""
+    scheduled_at = unijob.current_job().scheduled_at
+    record(token, "tick", at=scheduled_at.isoformat() if scheduled_at else None)
+
+
 @unijob.job(queue="mail")
 def echo(token: str, *args: Any, **kwargs: Any) -> str:
     """Records its arguments, serialized by unijob so the test can compare them exactly."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,7 +12,16 @@ import pytest
 from click.testing import CliRunner
 
 import unijob
-from tests.harness import ROOT, PrivateRedis, ensure_rabbitmq_vhost, free_port, python_bin, require_service
+from tests.harness import (
+    ROOT,
+    PrivateRedis,
+    ensure_rabbitmq_vhost,
+    free_port,
+    python_bin,
+    require_service,
+    stop_process,
+    wait_until,
+)
 from unijob import config
 from unijob.cli import main
 
@@ -153,3 +163,85 @@ def test_the_worker_serves_only_the_queues_its_jobs_use(tmp_path: Path) -> None:
         assert "bars" in names and "default" not in names, names
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, check=False)
+
+
+TICKS_APP = """
+import os
+import unijob
+
+@unijob.job(queue="reports")
+def tick(label: str) -> None:
+    at = unijob.current_job().scheduled_at
+    with open(os.environ["TICKS_LOG"], "a") as log:
+        log.write(f"{label} {at.isoformat() if at else '-'}\\n")
+"""
+
+TICKS_PYPROJECT = """
+[tool.unijob]
+adapter = "huey"
+imports = ["ticks"]
+options = {{ path = "{queue}" }}
+
+[tool.unijob.recurring.every-second]
+job = "ticks.tick"
+every = 1
+args = ["recurring"]
+"""
+
+
+@pytest.fixture
+def ticks_project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """An application with one recurring job on Huey with SQLite, configured in its pyproject.toml."""
+    (tmp_path / "ticks.py").write_text(TICKS_APP)
+    (tmp_path / "pyproject.toml").write_text(TICKS_PYPROJECT.format(queue=tmp_path / "queue.sqlite3"))
+    env = _environment(TICKS_LOG=str(tmp_path / "ticks.log"))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    return tmp_path, env
+
+
+def test_enqueue_and_inspect_from_the_command_line(ticks_project: tuple[Path, dict[str, str]]) -> None:
+    folder, env = ticks_project
+
+    def unijob_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python_bin("unijob"), *args], env=env, cwd=folder, capture_output=True, text=True, timeout=60)
+
+    now, later = unijob_cli("enqueue", "ticks.tick", '["now"]'), unijob_cli("enqueue", "ticks.tick", "--wait", "600")
+    assert now.returncode == 0 and uuid.UUID(now.stdout.strip()), now.stderr
+    assert later.returncode == 1 and later.stderr == "Error: tick(label): missing a required argument: 'label'\n"
+    later = unijob_cli("enqueue", "ticks.tick", "--kwargs", '{"label": "later"}', "--wait", "600")
+    assert later.returncode == 0, later.stderr
+    unknown = unijob_cli("enqueue", "ticks.tock")
+    assert unknown.returncode == 1 and "'ticks.tock': no job of that name is registered" in unknown.stderr
+    shown = unijob_cli("inspect")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"backend 'default': Huey on SQLite ({folder / 'queue.sqlite3'})"
+    assert lines[1] == "  queue reports: 1 waiting or running, 1 scheduled, failed attempts: not kept by the broker"
+    assert lines[2:4] == ["recurring jobs: 1", lines[3]] and lines[3].startswith(
+        "  every-second: ticks.tick every 1s (UTC), next 20"
+    )
+    for command in ("enqueue", "inspect", "scheduler"):
+        assert "  Examples:\n    unijob " + command in unijob_cli(command, "--help").stdout
+
+
+def test_two_schedulers_enqueue_each_tick_once(ticks_project: tuple[Path, dict[str, str]]) -> None:
+    folder, env = ticks_project
+    log = folder / "ticks.log"
+    started = [
+        subprocess.Popen([python_bin("unijob"), command], env=env, cwd=folder, start_new_session=True)
+        for command in ("scheduler", "scheduler", "worker")
+    ]
+    schedulers = started[:2]
+    try:
+        wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 4, timeout=60, message="four ticks to run")
+        for scheduler in schedulers:
+            scheduler.terminate()
+        assert [scheduler.wait(timeout=30) for scheduler in schedulers] == [0, 0]  # SIGTERM: a clean stop
+    finally:
+        for process in started:
+            stop_process(process)
+    result = subprocess.run([python_bin("unijob"), "worker", "--burst"], env=env, cwd=folder, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ticks = [dt.datetime.fromisoformat(line.split()[1]) for line in log.read_text().splitlines()]
+    assert len(ticks) == len(set(ticks)) >= 4  # none twice
+    assert sorted(ticks) == [min(ticks) + dt.timedelta(seconds=n) for n in range(len(ticks))]  # and none missed

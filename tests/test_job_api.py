@@ -95,6 +95,21 @@ def test_perform_all_later_reports_each_job(unijob_test: TestAdapter) -> None:
     assert len(unijob_test.enqueued_jobs) == 2
 
 
+def test_arguments_that_do_not_fit_the_job_fail_at_the_call_not_in_a_worker(unijob_test: TestAdapter) -> None:
+    with pytest.raises(unijob.ArgumentsError, match=r"send_welcome\(user_id\): missing a required argument: 'user_id'"):
+        send_welcome.perform_later()  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"unexpected keyword argument 'priority'; an option goes in send_welcome.set\(priority=...\)"
+    ):
+        send_welcome.perform_later(1, priority=5)  # type: ignore[call-arg]
+    jobs = [send_welcome.new(1), send_welcome.new(1, 2)]  # type: ignore[call-arg]
+    assert unijob.perform_all_later(jobs) == 1
+    assert isinstance(jobs[1].enqueue_error, unijob.ArgumentsError) and "too many positional arguments" in str(
+        jobs[1].enqueue_error
+    )
+    assert [job.args for job in unijob_test.enqueued_jobs] == [(1,)]
+
+
 def test_perform_all_later_takes_a_generator_in_chunks(unijob_test: TestAdapter) -> None:
     assert unijob.perform_all_later((send_welcome.new(i) for i in range(25)), chunk_size=10) == 25
     assert sorted(job.args[0] for job in unijob_test.enqueued_jobs) == list(range(25))

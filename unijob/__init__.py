@@ -8,6 +8,7 @@ from unijob.config import configure, get_adapter, override, settings
 from unijob.enqueuing import aperform_all_later, bulk, perform_all_later
 from unijob.envelope import Envelope
 from unijob.errors import (
+    ArgumentsError,
     BackendNotInstalledError,
     BatchFinishedError,
     BrokerUnavailableError,
@@ -27,6 +28,7 @@ from unijob.events import Event
 from unijob.execution import current_job, execute
 from unijob.job import Job, JobFunction, JobRef, job
 from unijob.limits import LimitsMiddleware
+from unijob.recurring import recurring
 from unijob.results import JobResult, ResultsMiddleware, find
 from unijob.retry import RetryJob, RetryPolicy, polynomial, retry_on
 
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "aperform_all_later",
+    "ArgumentsError",
     "BackendNotInstalledError",
     "Batch",
     "BatchFinishedError",
@@ -70,6 +73,7 @@ __all__ = [
     "middleware",
     "override",
     "perform_all_later",
+    "recurring",
     "polynomial",
     "retry_on",
     "serializers",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -63,6 +65,83 @@ def worker(backend: str, queues: str | None, concurrency: int | None, burst: boo
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     sys.exit(workers.launch(backend, names, concurrency, burst, lambda line: click.echo(line, err=True)))
+
+
+@main.command()
+@click.argument("name")
+@click.argument("args_json", required=False, default="[]")
+@click.option("--kwargs", "kwargs_json", default="{}", help="The job's keyword arguments, a JSON object.")
+@click.option("--queue", default=None, help="Another queue than the job's own.")
+@click.option("--wait", type=float, default=None, help="Seconds to wait before it runs.")
+@click.option("--backend", default=None, help="Another configured backend than the job's own.")
+def enqueue(name: str, args_json: str, kwargs_json: str, queue: str | None, wait: float | None, backend: str | None) -> None:
+    """Enqueue the registered job NAME with ARGS_JSON (a JSON list) and print its id.
+
+    \b
+    Examples:
+      unijob enqueue app.jobs.send_welcome '[42]'
+      unijob enqueue app.jobs.build_report '[7]' --kwargs '{"draft": true}' --queue low --wait 60
+    """
+    import json
+
+    from unijob import registry, serializers
+    from unijob import worker as workers
+
+    workers.load_jobs()
+    try:
+        args, kwargs = json.loads(args_json), json.loads(kwargs_json)
+    except ValueError as exc:
+        raise click.UsageError(f"ARGS_JSON and --kwargs must be JSON: {exc}") from exc
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise click.UsageError("ARGS_JSON is a JSON list and --kwargs a JSON object")
+    job_class = registry.lookup(name)
+    args_, kwargs_ = serializers.loads_args(args, kwargs)
+    job = job_class(*args_, **kwargs_)
+    options = {"queue": queue, "wait": wait, "backend": backend}
+    job.apply(unijob.options.make_options(name, {key: value for key, value in options.items() if value is not None}))
+    unijob.enqueuing.enqueue(job)
+    if not job.successfully_enqueued:
+        raise click.ClickException(str(job.enqueue_error))
+    click.echo(job.job_id)
+
+
+@main.command()
+@click.option("--backend", "backends", multiple=True, help="A configured backend (default: every one).")
+def inspect(backends: tuple[str, ...]) -> None:
+    """Show each backend's queues (waiting, scheduled, failed) and the recurring jobs.
+
+    \b
+    Examples:
+      unijob inspect
+      unijob inspect --backend reports
+    """
+    from unijob import worker as workers
+
+    workers.load_jobs()
+    for line in workers.inspect_lines(list(backends) or None):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--backend", default=None, help="Enqueue on this backend rather than each job's own.")
+def scheduler(backend: str | None) -> None:
+    """Enqueue the recurring jobs at their times; run one per host for high availability.
+
+    Each tick is enqueued once, however many schedulers run.
+
+    \b
+    Examples:
+      unijob scheduler
+    """
+    from unijob import worker as workers
+    from unijob.recurring import run, schedules
+
+    workers.load_jobs()
+    click.echo(f"unijob scheduler: {len(schedules())} recurring job(s); Ctrl-C stops it", err=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # finish the tick at hand: never a claimed tick left unsent
+        signal.signal(signum, lambda *_: stop.set())
+    run(stop, backend=backend)
 
 
 if __name__ == "__main__":  # python -m unijob.cli

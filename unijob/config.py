@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -25,7 +26,7 @@ from typing import Any, Final, Literal
 from unijob.adapters import adapter_class, check_adapter_name
 from unijob.adapters.base import Adapter
 from unijob.constants import DEFAULT_ADAPTER, DEFAULT_BACKEND
-from unijob.errors import ConfigurationError, Error
+from unijob.errors import ConfigurationError, Error, UnsupportedOptionError
 
 OnUnsupported = Literal["error", "warn"]
 ENVIRONMENT: Final = ("UNIJOB_ADAPTER", "UNIJOB_URL", "UNIJOB_IMPORTS", "UNIJOB_OPTIONS")
@@ -65,6 +66,7 @@ class Settings:
     routes: Mapping[str, Route] = dataclasses.field(default_factory=dict)  # job name -> another backend
     enqueue_after_commit: bool = False  # jobs enqueued in a database transaction wait for it to commit
     unique_for: float = 24 * 3600  # seconds a unique job's key is held at most (its job lost)
+    recurring: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # name -> schedule
 
 
 SETTING_NAMES: Final = tuple(field.name for field in dataclasses.fields(Settings))
@@ -107,6 +109,7 @@ def configure(
     routes: Mapping[str, str | Mapping[str, Any] | Route] | None = None,
     enqueue_after_commit: bool | None = None,
     unique_for: float | None = None,
+    recurring: Mapping[str, Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> Settings:
     """Configure unijob in code, over what the environment and pyproject.toml say.
@@ -135,6 +138,7 @@ def configure(
         routes={**base.routes, **_routes(routes or {})},
         enqueue_after_commit=base.enqueue_after_commit if enqueue_after_commit is None else enqueue_after_commit,
         unique_for=base.unique_for if unique_for is None else unique_for,
+        recurring={**base.recurring, **(recurring or {})},
     )
     _validate(new)
     _install(new)
@@ -246,6 +250,7 @@ def load_settings(cwd: Path | None = None) -> Settings:
         routes=_routes(table.get("routes") or {}),
         enqueue_after_commit=table.get("enqueue_after_commit", False),
         unique_for=table.get("unique_for", 24 * 3600),
+        recurring=table.get("recurring") or {},
     )
     _validate(result)
     return result
@@ -355,3 +360,11 @@ def _check_keys(table: Mapping[str, Any], source: Path) -> None:
         close = difflib.get_close_matches(key, TABLE_KEYS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigurationError(f"{source}: unknown key {key!r} in [tool.unijob]{hint} (keys: {', '.join(sorted(TABLE_KEYS))})")
+
+
+def unsupported(message: str, remedy: str, *, stacklevel: int) -> None:
+    """Something asked for cannot be honoured: ``UnsupportedOptionError`` (``message; remedy``), or
+    with ``on_unsupported = "warn"`` a warning, and the caller drops it."""
+    if settings().on_unsupported == "error":
+        raise UnsupportedOptionError(f"{message}; {remedy}")
+    warnings.warn(f"{message} (ignored, on_unsupported='warn')", RuntimeWarning, stacklevel=stacklevel + 1)

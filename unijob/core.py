@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from unijob import registry, serializers
 from unijob.constants import DEFAULT_BACKEND, DEFAULT_QUEUE
 from unijob.envelope import Envelope
-from unijob.errors import SerializationError
+from unijob.errors import ArgumentsError, SerializationError
 from unijob.ids import new_job_id
 from unijob.options import JobOptions, check_name, check_priority
 from unijob.retry import RetryPolicy
@@ -31,6 +31,7 @@ class BaseJob:
     # --- class settings --------------------------------------------------------------------------
     name: ClassVar[str] = ""  # registered name: module path and qualified name by default
     display_name: ClassVar[str] = ""
+    _arguments_signature: ClassVar[inspect.Signature | None]  # per class, computed on first enqueue
     queue: str = DEFAULT_QUEUE
     priority: int | None = None  # -100..100, larger runs sooner; None: the backend's default
     backend: str = DEFAULT_BACKEND  # the name of the configured backend that enqueues it
@@ -224,6 +225,7 @@ class BaseJob:
 
     def serialize_arguments(self) -> tuple[list[Any], dict[str, Any]]:
         if self.serialized is None:
+            self._check_arguments()
             try:
                 self.serialized = serializers.dumps_args(self.args, self.kwargs)
             except serializers.NotSerializable as exc:
@@ -231,6 +233,33 @@ class BaseJob:
                 self.enqueue_error = error
                 raise error from None
         return self.serialized
+
+    def _check_arguments(self) -> None:
+        """A call that does not fit the job fails at the call site, as the function call would (and
+        as Celery's ``typing`` does), not later in a worker."""
+        signature = type(self).arguments_signature()
+        if signature is None:
+            return
+        try:
+            signature.bind(*self.args, **self.kwargs)
+        except TypeError as exc:
+            options = sorted(set(self.kwargs) & set(JobOptions.__dataclass_fields__) - set(signature.parameters))
+            hint = f"; an option goes in {self.display_name}.set({options[0]}=...)" if options else ""
+            plain = [parameter.replace(annotation=inspect.Parameter.empty) for parameter in signature.parameters.values()]
+            shown = signature.replace(parameters=plain, return_annotation=inspect.Signature.empty)
+            error = ArgumentsError(f"{self.display_name}{shown}: {exc}{hint}")
+            self.enqueue_error = error
+            raise error from None
+
+    @classmethod
+    def arguments_signature(cls) -> inspect.Signature | None:
+        """The parameters the job's arguments bind to (``self`` left out); ``None``: unchecked."""
+        if "_arguments_signature" not in cls.__dict__:
+            signature = cls.signature()
+            if signature is not None and cls.body() is cls.perform:
+                signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+            cls._arguments_signature = signature
+        return cls._arguments_signature
 
     @classmethod
     def _argument_path(cls, path: str) -> str:

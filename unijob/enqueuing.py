@@ -18,7 +18,7 @@ from unijob.adapters.base import Adapter, EnqueueOutcome
 from unijob.config import Route
 from unijob.core import BaseJob
 from unijob.envelope import Envelope
-from unijob.errors import DuplicateJobError, EnqueueError, Error, TransactionRolledBackError, UnsupportedOptionError
+from unijob.errors import DuplicateJobError, EnqueueError, Error, TransactionRolledBackError
 from unijob.scheduling import utcnow
 
 _buffer: contextvars.ContextVar[list[BaseJob] | None] = contextvars.ContextVar("unijob_bulk_buffer", default=None)
@@ -122,13 +122,11 @@ def prepare(job: BaseJob, adapter: Adapter, now: dt.datetime) -> Envelope:
 
 
 def _unsupported(job: BaseJob, adapter: Adapter, option: str, what: str) -> None:
-    message = (
-        f"{job.display_name}: the {adapter.name} adapter (backend {adapter.alias!r}) cannot honour {what}; "
-        f"remove the '{option}' option or choose a backend that supports it"
+    config.unsupported(
+        f"{job.display_name}: the {adapter.name} adapter (backend {adapter.alias!r}) cannot honour {what}",
+        f"remove the '{option}' option or choose a backend that supports it",
+        stacklevel=5,
     )
-    if config.settings().on_unsupported == "error":
-        raise UnsupportedOptionError(message)
-    warnings.warn(message + " (ignored, on_unsupported='warn')", RuntimeWarning, stacklevel=5)
 
 
 # --- many jobs --------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ class SerializationError(Error, TypeError):
     """A job argument cannot be serialized. Raised at enqueue time, before anything reaches a backend."""
 
 
+class ArgumentsError(Error, TypeError):
+    """The arguments given to a job do not fit its parameters (at the call site)."""
+
+
 class DeserializationError(Error):
     """A payload's arguments cannot be turned back into Python values."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, cast, overload
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, ca
 from unijob import batches, enqueuing, execution
 from unijob.constants import DEFAULT_BACKEND, DEFAULT_QUEUE
 from unijob.core import BaseJob
-from unijob.options import JobOptions, make_options
+from unijob.options import JobOptions, check_duration, check_limit, make_options
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -159,6 +160,9 @@ def job(
     backend: str = ...,
     name: str | None = ...,
     store_result: bool | None = ...,
+    timeout: dt.timedelta | float | None = ...,
+    unique: bool = ...,
+    concurrency_limit: int | None = ...,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -171,6 +175,9 @@ def job(
     backend: str = DEFAULT_BACKEND,
     name: str | None = None,
     store_result: bool | None = None,
+    timeout: dt.timedelta | float | None = None,
+    unique: bool = False,
+    concurrency_limit: int | None = None,
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Make a function a job::
 
@@ -178,15 +185,23 @@ def job(
     def send_welcome(user_id: int) -> None: ...
 
     send_welcome.perform_later(42)
+
+    ``timeout``, ``unique`` and ``concurrency_limit`` are those of :class:`unijob.Job`
+    (docs/operations.md).
     """
 
     def decorate(fn: Callable[P, R]) -> JobFunction[P, R]:
+        owner = name or fn.__qualname__
+        limit = None if timeout is None else check_duration(owner, "timeout", timeout).total_seconds()
         attributes: dict[str, Any] = {
             "function": staticmethod(fn),
             "queue": queue,
             "priority": priority,
             "backend": backend,
             "store_result": store_result,
+            "timeout": limit,
+            "unique": unique,
+            "concurrency_limit": check_limit(owner, concurrency_limit),
             "__module__": fn.__module__,
             "__qualname__": fn.__qualname__,
             "__doc__": fn.__doc__,

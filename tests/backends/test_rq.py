@@ -433,3 +433,33 @@ def test_return_values_are_stored_as_json() -> None:
     assert _storable({"a": [1, "b"]}) == {"a": [1, "b"]}
     assert _storable(dt.date(2026, 1, 2)) == {"__uj__": "date", "v": "2026-01-02"}
     assert _storable(os).startswith("<module 'os'")  # not JSON: RQ would mark a job that ran as failed
+
+
+def test_a_job_routed_to_a_named_rq_backend_retries_there(private_redis: PrivateRedis, tmp_path: Path, token: str) -> None:
+    """RQ's command line names no backend: the worker finds the one on its Redis database, so a
+    routed job's retry goes back to RQ, not to the job's own (here: Huey's, with no worker)."""
+    settings = {
+        "adapter": "huey",
+        "options": {"path": str(tmp_path / "default.sqlite3")},
+        "imports": ["tests.jobs"],
+        "backends": {"mailing": {"adapter": "rq", "url": private_redis.url}},
+        "routes": {"tests.jobs.Flaky": "mailing"},
+    }
+    (tmp_path / "pyproject.toml").write_text(
+        f"""[tool.unijob]
+adapter = "huey"
+options = {{ path = "{tmp_path / "default.sqlite3"}" }}
+imports = ["tests.jobs"]
+backends = {{ mailing = {{ adapter = "rq", url = "{private_redis.url}" }} }}
+routes = {{ "tests.jobs.Flaky" = "mailing" }}
+"""
+    )
+    with config.override(**settings):
+        job = jobs.Flaky.perform_later(token, 1)  # fails once, retried after a second
+        assert job.backend == "mailing"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UNIJOB_")}
+    env["PYTHONPATH"] = str(ROOT)
+    worker = [python_bin("unijob"), "worker", "--backend", "mailing", "--burst"]
+    result = subprocess.run(worker, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [record["event"] for record in jobs.records(token)] == ["attempt", "attempt", "success"]

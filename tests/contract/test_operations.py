@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 import uuid
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 import unijob
 from tests import jobs
 from tests.harness import Harness, events_of, wait_until
+from unijob.core import BaseJob
+from unijob.recurring import enqueue_due
 
 
 @pytest.fixture
@@ -92,3 +95,28 @@ def test_never_more_than_the_limit_run_at_once_and_none_is_lost(backend: Harness
     assert sorted(starts) == sorted(ends) == [0, 1, 2, 3]  # each ran, once
     spans = sorted((starts[n], ends[n]) for n in starts)
     assert all(later_start >= earlier_end for (_, earlier_end), (later_start, _) in itertools.pairwise(spans))
+
+
+def test_two_schedulers_enqueue_exactly_one_job_per_tick(backend: Harness, token: str) -> None:
+    until = dt.datetime.now(dt.timezone.utc)
+    after = until - dt.timedelta(minutes=5)  # every 60 s: five ticks in the window
+    schedule = {f"tick-{token}": {"job": "tests.jobs.on_tick", "every": 60, "args": [token]}}
+    with unijob.override(**backend.configuration(), recurring=schedule):
+        start = threading.Barrier(2)
+        enqueued: list[list[BaseJob]] = []
+
+        def scheduler() -> None:
+            start.wait(timeout=10)
+            enqueued.append(enqueue_due(after, until))
+
+        threads = [threading.Thread(target=scheduler) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sum(len(jobs_) for jobs_ in enqueued) == 5
+        backend.wait_for(token, lambda r: len(events_of(r, "tick")) >= 5)
+        ran = sorted(record["at"] for record in events_of(backend.settle(token), "tick"))
+        expected = [(until - dt.timedelta(seconds=until.timestamp() % 60 + 60 * n)) for n in range(4, -1, -1)]
+        assert ran == [tick.isoformat() for tick in expected]  # each tick once, and only the ticks
+        assert enqueue_due(after, until) == []  # a third scheduler, late: every tick is taken

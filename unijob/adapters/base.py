@@ -37,6 +37,7 @@ class Capabilities:
     native_bulk: bool = False  # enqueue_all is a native bulk path, not a loop
     timeout: bool = False  # a hard time limit per job (set(timeout=)) is enforced by its worker
     in_process: bool = False  # jobs run in this process (inline, test), not in a worker
+    recurring_from: str = "unijob scheduler"  # the processes that can enqueue recurring jobs (docs/operations.md)
     notes: str = ""  # one line for the capability matrix
 
 

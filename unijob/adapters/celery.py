@@ -99,7 +99,12 @@ class CeleryAdapter(Adapter):
                 notes = f"{self.driver}: no priority"
         self.max_hold = dt.timedelta(seconds=float(self.options.get("max_eta") or hold))
         self.capabilities = Capabilities(
-            timeout=True, max_hold=self.max_hold, priority=priority, native_bulk=self.driver == "redis", notes=notes
+            timeout=True,
+            max_hold=self.max_hold,
+            priority=priority,
+            native_bulk=self.driver == "redis",
+            recurring_from="celery beat or unijob scheduler",
+            notes=notes,
         )
         with self.app.connection_for_write() as probe:  # transport classes only: nothing connects
             self.errors: tuple[type[BaseException], ...] = (OSError, KombuError, *probe.connection_errors, *probe.channel_errors)

@@ -19,12 +19,13 @@ from typing import Any, Final
 
 import rq.job
 import rq.worker
+from redis import Redis
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import AbandonedJobError
 from rq.logutils import setup_loghandlers
 from rq.serializers import JSONSerializer
 
-from unijob import serializers, worker
+from unijob import config, serializers, worker
 from unijob.adapters.rq import DEFAULT_URL, RQAdapter
 from unijob.adapters.rq_bulk import META_KEY
 from unijob.errors import ConfigurationError, SerializationError
@@ -45,7 +46,8 @@ class Job(rq.job.Job):
         worker.load_jobs()  # idempotent; lets ``--job-class`` work even without unijob's worker class
         meta = self.meta.get(META_KEY) if isinstance(self.meta, dict) else None
         # func_name is what RQ and its dashboard show, so it is what runs (or is refused).
-        return _storable(worker.run(None, worker.Delivery(self.func_name or "", meta, args, kwargs, self.id, self.origin)))
+        delivery = worker.Delivery(self.func_name or "", meta, args, kwargs, self.id, self.origin)
+        return _storable(worker.run(served_backend(self.connection), delivery))
 
     @property
     def should_retry(self) -> bool:
@@ -85,6 +87,27 @@ def _give_up(job: rq.job.Job, error: BaseException) -> None:
         worker.logger.exception("Could not count job %s, which RQ gave up on, as failed", job.id)
 
 
+_served: dict[tuple[object, ...], RQAdapter | None] = {}
+
+
+def served_backend(connection: Redis) -> RQAdapter | None:
+    """The configured RQ backend on the Redis database this worker serves, so that a job routed
+    there retries and keeps its result there. ``None`` when none or several are (RQ's command line
+    names no backend): each job's own backend then."""
+    where = _database(connection)
+    if where not in _served:
+        settings = config.settings()
+        candidates = [config.get_adapter(name) for name in settings.backends if settings.backends[name].adapter == "rq"]
+        found = [adapter for adapter in candidates if isinstance(adapter, RQAdapter) and _database(adapter.redis) == where]
+        _served[where] = found[0] if len(found) == 1 else None
+    return _served[where]
+
+
+def _database(connection: Redis) -> tuple[object, ...]:
+    kwargs = connection.connection_pool.connection_kwargs
+    return (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), int(kwargs.get("db") or 0))
+
+
 def _storable(value: Any) -> Any:
     """RQ stores the return value with the JSON serializer; a value JSON cannot hold must not
     turn a job that ran into a failed one."""
@@ -102,6 +125,7 @@ class _UnijobWorker(rq.worker.BaseWorker):
         if self.serializer is not JSONSerializer:
             raise ConfigurationError("unijob's RQ worker needs --serializer json (RQ's default, pickle, is unsafe)")
         worker.load_jobs()  # once, in the main process; fails at start when a job module does not import
+        served_backend(self.connection)  # before the work horses fork, which inherit it
 
     def bootstrap(
         self,
@@ -163,3 +187,8 @@ def pending(adapter: RQAdapter, queues: Sequence[str], within: float) -> int:
             pipe.zcount(queue.started_job_registry.key, now, "+inf")  # expired entries belong to dead workers
             pipe.zcount(queue.scheduled_job_registry.key, "-inf", now + within)
         return sum(int(count) for count in pipe.execute())
+
+
+def failed(adapter: RQAdapter, queues: Sequence[str]) -> int:
+    """Jobs in RQ's failed registries of ``queues``."""
+    return sum(adapter.queue(name).failed_job_registry.count for name in queues)

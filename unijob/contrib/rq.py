@@ -21,14 +21,13 @@ of the same function keep meeting it. An option with no equivalent raises
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from unijob import config, registry
 from unijob.constants import DEFAULT_BACKEND, DEFAULT_QUEUE
 from unijob.core import BaseJob
-from unijob.errors import ConfigurationError, JobNotFoundError, UnsupportedOptionError
+from unijob.errors import ConfigurationError, JobNotFoundError
 from unijob.job import FunctionJob, JobFunction
 from unijob.job import job as unijob_job
 from unijob.options import make_options
@@ -247,10 +246,11 @@ def _same_retry(given: Any, adopted: Retry | None) -> bool:
 
 
 def _refuse(what: str, owner: str, why: str) -> None:
-    message = f"{owner}: {what} has no equivalent in unijob ({why})"
-    if config.settings().on_unsupported == "error":
-        raise UnsupportedOptionError(message + "; remove it, or set on_unsupported='warn' to drop it with a warning")
-    warnings.warn(message + " (dropped, on_unsupported='warn')", RuntimeWarning, stacklevel=4)
+    config.unsupported(
+        f"{owner}: {what} has no equivalent in unijob ({why})",
+        "remove it, or set on_unsupported='warn' to drop it with a warning",
+        stacklevel=4,
+    )
 
 
 class RQJob:
