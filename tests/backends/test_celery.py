@@ -34,6 +34,7 @@ from tests.harness import (
     free_port,
     python_bin,
     require_service,
+    stop_process,
     wait_until,
 )
 from tests.harnesses.celery_rabbitmq import VHOST
@@ -42,7 +43,7 @@ from tests.harnesses.celery_redis import CeleryRedisHarness
 from unijob import config, serializers
 from unijob.adapters import celery_wire
 from unijob.adapters.celery import CeleryAdapter
-from unijob.adapters.celery_worker import pending, register_jobs
+from unijob.adapters.celery_worker import command, pending, register_jobs
 from unijob.envelope import Envelope
 
 BROKERS = ["celery-redis", "celery-rabbitmq"]
@@ -602,3 +603,27 @@ def test_celery_app_is_found_in_the_working_directory_as_celery_a_finds_it(tmp_p
     result = subprocess.run([sys.executable, str(probe)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "tasks"
+
+
+def test_a_backend_named_celery_is_served_by_the_command_unijob_worker_runs(tmp_path: Path) -> None:
+    """A backend named like a name of celery_worker's own (``celery``) is served all the same."""
+    require_service("redis")
+    token = uuid.uuid4().hex
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.unijob]\nadapter = "inline"\nimports = ["tests.jobs"]\n'
+        f'[tool.unijob.backends.celery]\nadapter = "celery"\nurl = "{REDIS_URL}"\n'
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("UNIJOB_")}
+    env["PYTHONPATH"] = str(ROOT)
+    with config.override(backends={"celery": {"adapter": "celery", "url": REDIS_URL}}):
+        argv = command(config.get_adapter("celery"), [f"q-{token}"], 1)  # type: ignore[arg-type]
+        assert argv[argv.index("-A") + 1] == "unijob.adapters.celery_backends:celery"
+        job = jobs.ping.set(backend="celery", queue=f"q-{token}").perform_later(token)
+    worker = subprocess.Popen(
+        argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        (ran,) = wait_until(lambda: jobs.records(token), timeout=60, message="the job on the backend named 'celery'")
+        assert ran["job_id"] == job.job_id
+    finally:
+        stop_process(worker)

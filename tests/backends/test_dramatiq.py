@@ -530,7 +530,7 @@ def test_worker_argv_is_the_stock_dramatiq_command() -> None:
     assert Path(argv[0]).name == "dramatiq"
     assert argv[1:] == ["unijob.adapters.dramatiq_worker", "--processes", "1", "--threads", "2", "--queues", "default", "mail"]
     other = command(DramatiqAdapter(alias="reports", url=REDIS_URL), [], None)
-    assert other[1:] == ["unijob.adapters.dramatiq_worker:reports"]
+    assert other[1:] == ["unijob.adapters.dramatiq_backends:reports"]
     assert command_line_queues(["/venv/bin/dramatiq", "mod", "-Q", "a", "b", "--threads", "2", "--queues=c"]) == ["a", "b", "c"]
     assert command_line_queues(["pytest", "-Q", "a"]) == []
 
@@ -560,22 +560,23 @@ def test_a_delayed_job_waits_at_least_its_delay(on_redis: DramatiqAdapter, token
     assert ran["at"] >= at.timestamp()
 
 
-def test_the_worker_module_serves_a_backend_named_by_its_alias(harness_pool: Any, token: str, tmp_path: Path) -> None:
+def test_a_named_backend_is_served_whatever_its_name(harness_pool: Any, token: str, tmp_path: Path) -> None:
+    """Even one named like a name of dramatiq_worker's own (its ``import dramatiq``)."""
     harness_pool.get("dramatiq-redis")  # empties db 3 first, if this test runs alone
     (tmp_path / "pyproject.toml").write_text(
         '[tool.unijob]\nadapter = "inline"\nimports = ["tests.jobs"]\n'
-        f'[tool.unijob.backends.reports]\nadapter = "dramatiq"\nurl = "{REDIS_URL}"\nnamespace = "unijob_reports"\n'
+        f'[tool.unijob.backends.dramatiq]\nadapter = "dramatiq"\nurl = "{REDIS_URL}"\nnamespace = "unijob_reports"\n'
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("UNIJOB_")}
     env["PYTHONPATH"] = str(ROOT)
-    argv = command(DramatiqAdapter(alias="reports", url=REDIS_URL), [], 1)
+    argv = command(DramatiqAdapter(alias="dramatiq", url=REDIS_URL), [], 1)
     worker = subprocess.Popen(
         argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        with config.override(backends={"reports": {"adapter": "dramatiq", "url": REDIS_URL, "namespace": "unijob_reports"}}):
-            job = jobs.ping.set(backend="reports").perform_later(token)
-        (ran,) = wait_until(lambda: jobs.records(token), timeout=30, message="the job on the 'reports' backend")
+        with config.override(backends={"dramatiq": {"adapter": "dramatiq", "url": REDIS_URL, "namespace": "unijob_reports"}}):
+            job = jobs.ping.set(backend="dramatiq").perform_later(token)
+        (ran,) = wait_until(lambda: jobs.records(token), timeout=30, message="the job on the backend named 'dramatiq'")
         assert ran["job_id"] == job.job_id
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

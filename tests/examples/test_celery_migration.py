@@ -176,7 +176,7 @@ url = "redis://localhost:6379/2"
 "examples.celery_shop.tasks.send_newsletter" = { backend = "mailing", percent = 10 }
 """
 WORKER_COMMAND = "celery -A examples.celery_shop worker --loglevel INFO"
-DRAMATIQ_COMMAND = "dramatiq unijob.adapters.dramatiq_worker:mailing --processes 1 --threads 2"
+DRAMATIQ_COMMAND = "dramatiq unijob.adapters.dramatiq_backends:mailing --processes 1 --threads 2"
 
 # What the team's code does at each step, from the project's folder: the call sites of orders.py,
 # the tasks called directly (.delay), and plain Celery code that sends tasks by name.

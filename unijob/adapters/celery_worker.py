@@ -5,7 +5,7 @@
 It reads unijob's configuration (``UNIJOB_*`` environment variables or ``[tool.unijob]``),
 imports the job modules and registers each job as a Celery task named after it, on the Celery
 app of the ``default`` backend (your own app when the ``celery_app`` option names one).
-``-A unijob.adapters.celery_worker:NAME`` serves the celery backend configured as ``NAME``.
+``-A unijob.adapters.celery_backends:NAME`` serves the celery backend configured as ``NAME``.
 The app is built on first access, so importing this module does nothing by itself. Celery
 refuses a message naming any other task ("Received unregistered task"), so nothing named in a
 payload is imported.
@@ -158,7 +158,7 @@ def guarded_strategy(task: celery.Task, app: celery.Celery, consumer: Any, **opt
 
 
 def command(adapter: CeleryAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
-    app = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__name__}:{adapter.alias}"
+    app = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__package__}.celery_backends:{adapter.alias}"
     argv = [*worker.console_script("celery", "celery"), "-A", app, "worker", "--queues", ",".join(queues), "--loglevel", "INFO"]
     argv += ["--hostname", f"unijob-{os.getpid()}@%h"]  # several workers on one host need distinct node names
     if concurrency:
@@ -205,12 +205,18 @@ def __getattr__(name: str) -> Any:
     Celery's ``-A`` looks these up and takes an AttributeError for "not here"."""
     if name.startswith("__"):
         raise AttributeError(name)
+
+    return backend_app(DEFAULT_BACKEND if name in ("app", "celery") else name)
+
+
+def backend_app(backend: str) -> celery.Celery:
+    """The Celery app, with the jobs registered, of the configured backend ``backend``;
+    AttributeError (what Celery's ``-A`` takes for "not here") when it cannot be served."""
     from unijob import config
 
-    backend = DEFAULT_BACKEND if name in ("app", "celery") else name
     worker.load_jobs()  # a job module may configure the backends (unijob.contrib.django.bootstrap)
     if backend not in config.settings().backends:
-        raise AttributeError(f"{__name__} has no {name!r}: no unijob backend of that name is configured")
+        raise AttributeError(f"no unijob backend {backend!r} is configured")
     try:
         return worker_app(backend)
     except ConfigurationError as exc:

@@ -5,7 +5,7 @@
 Loaded by that command, this module imports the configured job modules and declares one actor
 per registered job, named after the job, on the broker of the ``default`` unijob backend, which
 becomes Dramatiq's global broker. Another configured backend is served by naming it:
-``dramatiq unijob.adapters.dramatiq_worker:reports``. Queues given with ``--queues`` are declared
+``dramatiq unijob.adapters.dramatiq_backends:reports``. Queues given with ``--queues`` are declared
 too, so the worker consumes them even when no job uses them by default. Imported by anything else
 (``unijob worker``, a test), it declares nothing until :func:`setup` is called.
 """
@@ -160,7 +160,7 @@ def command_line_queues(argv: Sequence[str]) -> list[str]:
 
 
 def command(adapter: DramatiqAdapter, queues: Sequence[str], concurrency: int | None) -> list[str]:
-    module = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__name__}:{adapter.alias}"
+    module = __name__ if adapter.alias == DEFAULT_BACKEND else f"{__package__}.dramatiq_backends:{adapter.alias}"
     argv = [*worker.console_script("dramatiq", "dramatiq"), module]
     if concurrency:
         argv += ["--processes", "1", "--threads", str(concurrency)]
@@ -211,13 +211,21 @@ def _rabbitmq_pending(adapter: DramatiqAdapter, queues: Sequence[str]) -> int:
 
 
 def __getattr__(backend: str) -> Any:
-    """``dramatiq unijob.adapters.dramatiq_worker:NAME`` serves the configured backend ``NAME``."""
+    """``dramatiq unijob.adapters.dramatiq_worker:NAME`` serves the configured backend ``NAME``
+    (``unijob.adapters.dramatiq_backends:NAME`` too, for any name)."""
+    if backend.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {backend!r}")
+    return backend_broker(backend)
+
+
+def backend_broker(backend: str) -> dramatiq.Broker:
+    """The broker, with the actors declared, of the configured backend ``backend``; AttributeError
+    (what Dramatiq's command line takes for "not here") when there is no such backend."""
     from unijob import config
 
-    if not backend.startswith("__"):
-        worker.load_jobs()  # a job module may configure the backends (unijob.contrib.django.bootstrap)
-    if backend.startswith("__") or backend not in config.settings().backends:
-        raise AttributeError(f"module {__name__!r} has no attribute {backend!r}")
+    worker.load_jobs()  # a job module may configure the backends (unijob.contrib.django.bootstrap)
+    if backend not in config.settings().backends:
+        raise AttributeError(f"no unijob backend {backend!r} is configured")
     return setup(backend)
 
 
