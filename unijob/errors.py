@@ -52,6 +52,10 @@ class DuplicateJobError(Error):
         self.holder = holder  # the job id that holds the key
 
 
+class JobTimeoutError(Error):
+    """A job ran over its time limit (``set(timeout=)``) and its worker stopped it."""
+
+
 class JobExpiredError(Error):
     """A job was not started before its ``expires`` time: it was discarded without running."""
 

@@ -15,7 +15,15 @@ from unijob.adapters.base import Adapter
 from unijob.core import BaseJob
 from unijob.enqueuing import enqueue
 from unijob.envelope import Envelope
-from unijob.errors import ConfigurationError, DeserializationError, EnqueueError, Error, JobExpiredError, UnknownJobError
+from unijob.errors import (
+    ConfigurationError,
+    DeserializationError,
+    EnqueueError,
+    Error,
+    JobExpiredError,
+    JobTimeoutError,
+    UnknownJobError,
+)
 from unijob.middleware import Outcome
 from unijob.retry import PostponeJob, RetryJob
 from unijob.scheduling import utcnow
@@ -101,6 +109,13 @@ def perform_now(job: BaseJob, *, adapter: Adapter | None = None) -> Any:
             middleware.after_perform(job, result)
         except Exception as error:
             _handle_failure(job, error, adapter, time.perf_counter() - started)
+            return None
+        except BaseException as interrupt:
+            if adapter is None or not isinstance(interrupt, adapter.time_limit_errors):
+                raise
+            over = JobTimeoutError(f"{job.display_name} ran over its time limit of {job.timeout:g}s")
+            over.__cause__ = interrupt
+            _handle_failure(job, over, adapter, time.perf_counter() - started)
             return None
         finally:
             _current_job.reset(token)

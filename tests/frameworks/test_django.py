@@ -1,13 +1,16 @@
 """The Django integration (unijob.contrib.django) on every backend, with the stock workers.
 
 examples/django_shop runs with tests/frameworks/django_settings.py: RQ is the default backend, and
-Celery and Dramatiq on Redis and Huey on SQLite are named ones, each with a Django Tasks backend
-of the same name. Each backend's stock worker is started once for this module, the way a team
-starts it: ``python manage.py unijob_worker --backend NAME``. The database is a PostgreSQL database
-of this module's own (``unijob_django_<pid>``, dropped afterwards), the broker a redis-server of its
-own. The Tasks backend is tested the way django-tasks' backends for real queues are tested:
-enqueue (sync and async), failures with their tracebacks, results, ids, queues, context, signals
-and logs, here with the stock workers of each backend instead of an in-process one.
+Celery and Dramatiq on Redis, Huey on SQLite and Celery on RabbitMQ are named ones, each with a
+Django Tasks backend of the same name. Each backend's stock worker is started once for this module,
+the way a team starts it: ``python manage.py unijob_worker --backend NAME``. The database is a
+PostgreSQL database of this module's own (``unijob_django_<pid>``, dropped afterwards), the broker a
+redis-server of its own, and for Celery on RabbitMQ a vhost of its own (its ``store``, for results,
+in that redis-server). The tests of a backend run on the first four (``every_backend``); those of
+after-commit and rollback, of a job's and a task's round trip, of results and queues run on
+RabbitMQ too (``with_rabbitmq``). The Tasks backend is tested the way django-tasks' backends for real queues
+are tested: enqueue (sync and async), failures with their tracebacks, results, ids, queues,
+context, signals and logs, here with the stock workers of each backend instead of an in-process one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pytest
 import redis
 
 import unijob
+from tests.frameworks.web_support import RabbitmqQueues, rabbitmq_vhosts
 from tests.harness import LOG_DIR, ROOT, PrivateRedis, require_service, wait_until
 from unijob import config
 from unijob.errors import TransactionRolledBackError
@@ -50,6 +54,7 @@ class Backend:
     alias: str  # the unijob backend of the UNIJOB setting, and the TASKS alias
     adapter: str
     args: tuple[str, ...] = ()  # more arguments for unijob_worker
+    rabbitmq: bool = False  # its broker is RabbitMQ (else Redis, or Huey's SQLite file)
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +66,10 @@ BACKENDS = [
     Backend("dramatiq", "dramatiq_redis", "dramatiq", ("-c", "2")),
     Backend("huey", "huey_sqlite", "huey", ("-c", "2")),
 ]
+CELERY_RABBITMQ = Backend("celery-rabbitmq", "celery_rabbitmq", "celery", ("-c", "1"), rabbitmq=True)
+WORKERS = [*BACKENDS, CELERY_RABBITMQ]  # each has its stock worker
 every_backend = pytest.mark.parametrize("backend", BACKENDS, ids=str)
+with_rabbitmq = pytest.mark.parametrize("backend", WORKERS, ids=str)
 
 
 class Rollback(Exception):
@@ -75,6 +83,7 @@ class Shop:
     workers: dict[str, subprocess.Popen[bytes]]
     logs: dict[str, Path]
     pings: dict[str, str]  # a plain job's id on each backend
+    rabbitmq: RabbitmqQueues  # the queues of Celery on RabbitMQ
 
     def log(self, backend: Backend) -> str:
         return self.logs[backend.name].read_text(errors="replace")
@@ -91,7 +100,18 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop() -> Iterator[Shop]:
+def rabbitmq() -> Iterator[RabbitmqQueues]:
+    """A vhost of this module's own for the celery_rabbitmq backend, and a reader of its queues."""
+    with rabbitmq_vhosts("django") as (url,):
+        queues = RabbitmqQueues(url, "celery")
+        try:
+            yield queues
+        finally:
+            queues.close()
+
+
+@pytest.fixture(scope="module")
+def shop(rabbitmq: RabbitmqQueues) -> Iterator[Shop]:
     require_service("redis")  # the machine's Redis stands for redis-server being installed
     require_service("postgresql")
     server = PrivateRedis()
@@ -100,6 +120,7 @@ def shop() -> Iterator[Shop]:
     env = {
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "UNIJOB_DJANGO_REDIS": f"redis://127.0.0.1:{server.port}",
+        "UNIJOB_DJANGO_RABBITMQ": rabbitmq.url,
         "UNIJOB_DJANGO_DATABASE": database,
         "UNIJOB_DJANGO_HUEY": str(folder / "huey.sqlite3"),
     }
@@ -129,18 +150,18 @@ def shop() -> Iterator[Shop]:
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(EXAMPLE)]),
             "PYTHONUNBUFFERED": "1",
         }
-        logs = {backend.name: LOG_DIR / f"django-{backend.name}.log" for backend in BACKENDS}
-        for backend in BACKENDS:
+        logs = {backend.name: LOG_DIR / f"django-{backend.name}.log" for backend in WORKERS}
+        for backend in WORKERS:
             argv = [sys.executable, "manage.py", "unijob_worker", "--backend", backend.alias, "-q", QUEUES, *backend.args]
             with logs[backend.name].open("wb") as log:
                 workers[backend.name] = subprocess.Popen(
                     argv, cwd=EXAMPLE, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
-        shop = Shop(env=worker_env, huey_path=folder / "huey.sqlite3", workers=workers, logs=logs, pings={})
+        shop = Shop(env=worker_env, huey_path=folder / "huey.sqlite3", workers=workers, logs=logs, pings={}, rabbitmq=rabbitmq)
         from tests.frameworks import djshop_probes as probes
 
-        started = {backend.name: probes.ping.set(backend=backend.alias).perform_later(backend.name) for backend in BACKENDS}
-        for backend in BACKENDS:
+        started = {backend.name: probes.ping.set(backend=backend.alias).perform_later(backend.name) for backend in WORKERS}
+        for backend in WORKERS:
             job = started[backend.name]
             wait_until(
                 lambda b=backend, j=job: _finished(j.job_id, b),
@@ -230,6 +251,8 @@ def on_broker(shop: Shop, backend: Backend, job_id: str) -> bool:
     """Whether the broker holds the message of ``job_id`` (sent with :func:`held` options)."""
     adapter: Any = config.get_adapter(backend.alias)
     needle = job_id.encode()
+    if backend.rabbitmq:  # no worker serves "held": the reader takes its messages and remembers them
+        return job_id in shop.rabbitmq.ids("held")
     if backend.adapter == "rq":
         return job_id in adapter.queue("held").job_ids
     if backend.adapter == "celery":
@@ -252,7 +275,7 @@ def tasks_backend(backend: Backend) -> Any:
 # --- jobs: models as arguments, after commit, connections ------------------------------------
 
 
-@every_backend
+@with_rabbitmq
 def test_a_model_argument_is_loaded_fresh_in_the_worker(shop: Shop, backend: Backend) -> None:
     from djshop.orders.jobs import send_receipt
     from djshop.orders.models import Order
@@ -294,7 +317,7 @@ def test_an_unsaved_model_cannot_be_an_argument(shop: Shop) -> None:
         send_receipt.perform_later(Order(email="cy@example.com", total_cents=1))
 
 
-@every_backend
+@with_rabbitmq
 def test_a_job_enqueued_in_atomic_is_sent_at_commit_and_never_after_a_rollback(shop: Shop, backend: Backend) -> None:
     from django.db import transaction
 
@@ -380,7 +403,7 @@ def test_database_connections_are_closed_around_each_job(shop: Shop, backend: Ba
 # --- the Django Tasks backend ------------------------------------------------------------------
 
 
-@every_backend
+@with_rabbitmq
 def test_enqueue_a_task(shop: Shop, backend: Backend) -> None:
     from tests.frameworks import djshop_probes as probes
     from unijob.contrib.django.tasks import READY, SUCCESSFUL, WORKER_ID
@@ -462,7 +485,7 @@ def test_an_unserializable_return_value_fails_the_task(shop: Shop, backend: Back
     assert error.traceback.endswith("TypeError: a task's return value must be JSON, not object\n")
 
 
-@every_backend
+@with_rabbitmq
 def test_get_result_and_refresh(shop: Shop, backend: Backend) -> None:
     from tests.frameworks import djshop_probes as probes
     from unijob.contrib.django.tasks import READY, SUCCESSFUL
@@ -518,7 +541,7 @@ def test_a_message_that_does_not_point_to_a_task_does_not_run(shop: Shop, backen
         tasks_backend(backend).get_result(job.job_id)
 
 
-@every_backend
+@with_rabbitmq
 def test_queue_isolation_and_an_unknown_queue(shop: Shop, backend: Backend) -> None:
     from tests.frameworks import djshop_probes as probes
     from unijob.contrib.django.tasks import READY, SUCCESSFUL, InvalidTaskError
@@ -606,7 +629,7 @@ def test_the_task_logs(shop: Shop, backend: Backend) -> None:
         assert line in log, f"{line!r} is not in the {backend.name} worker's log"
 
 
-@every_backend
+@with_rabbitmq
 def test_the_capabilities_and_validation_follow_the_adapter(shop: Shop, backend: Backend) -> None:
     from tests.frameworks import djshop_probes as probes
     from unijob.contrib.django.tasks import InvalidTaskError

@@ -1,8 +1,11 @@
 """unijob.contrib.sqlalchemy: jobs that wait for a SQLAlchemy session's commit, on PostgreSQL.
 
 What reached the backend is read on the broker itself, a redis-server of this module's own:
-RQ's queue lists, and the lists Celery's Redis transport keeps per queue and priority. No worker
-runs here; test_flask.py runs such jobs on the stock workers, after the commit.
+RQ's queue lists, and the lists Celery's Redis transport keeps per queue and priority. The tests
+of what a commit sends and a rollback does not (``on_rabbitmq_too``) also run on Celery and on
+Dramatiq over RabbitMQ, each on a vhost of this module's own, whose queues are read there (with
+the ``store`` option on the module's redis-server, for the batch records). No worker runs here;
+test_flask.py runs such jobs on the stock workers, after the commit.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, String, create_engine, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session, sessionmaker
 
 import unijob
-from tests.frameworks.web_support import database, private_redis, sqlalchemy_url
+from tests.frameworks.web_support import RabbitmqQueues, database, private_redis, rabbitmq_vhosts, sqlalchemy_url
 from tests.harness import PrivateRedis, free_port
 from unijob.contrib.sqlalchemy import bound_session, transaction
 from unijob.errors import ConfigurationError, EnqueueError, TransactionRolledBackError
@@ -61,18 +64,43 @@ class SendsAFollowUp(unijob.Job):
         SendsAFollowUp.follow_ups.append(send_receipt.set(after_commit=True).perform_later(99))
 
 
-BROKER_DB = {"rq": 1, "celery": 2}
+REDIS_DB = {"rq": 1, "celery": 2, "celery-rabbitmq": 3, "dramatiq-rabbitmq": 4}  # a broker's, or a store's
+REDIS_BROKERS = ["rq", "celery"]
+RABBITMQ_BROKERS = ["celery-rabbitmq", "dramatiq-rabbitmq"]
+QUEUES = ("default", "reports")
+on_rabbitmq_too = pytest.mark.parametrize("broker", [*REDIS_BROKERS, *RABBITMQ_BROKERS], indirect=True)
 
 
 class Broker:
-    """What one Redis-backed backend holds: the ids of the jobs sent to it."""
+    """What one backend holds: the ids of the jobs sent to it. A Redis broker is a database of the
+    module's redis-server; a RabbitMQ one is a vhost, with its ``store`` in such a database.
+    ``client`` is the database that holds the batch records: the broker's, or the store's."""
 
-    def __init__(self, adapter: str, server: PrivateRedis) -> None:
-        self.adapter = adapter
-        self.url = f"redis://127.0.0.1:{server.port}/{BROKER_DB[adapter]}"
-        self.client = redis.Redis(port=server.port, db=BROKER_DB[adapter])
+    def __init__(self, name: str, server: PrivateRedis, vhosts: dict[str, str]) -> None:
+        self.name = name
+        self.adapter = name.split("-")[0]
+        redis_url = f"redis://127.0.0.1:{server.port}/{REDIS_DB[name]}"
+        self.client = redis.Redis(port=server.port, db=REDIS_DB[name])
+        self.queues: RabbitmqQueues | None = None
+        self.options: dict[str, Any] = {}
+        if name in vhosts:
+            self.url, self.options["store"] = vhosts[name], redis_url
+            self.queues = RabbitmqQueues(self.url, self.adapter)
+            for queue in QUEUES:  # what an earlier test left there is not this test's
+                self.sent(queue)
+            self.queues.taken.clear()
+        else:
+            self.url = redis_url
+
+    def settings(self) -> dict[str, Any]:
+        """The keywords of unijob.configure for this backend."""
+        return {"adapter": self.adapter, "url": self.url, **self.options}
 
     def sent(self, queue: str = "default") -> list[str]:
+        if self.queues is not None:
+            if self.adapter == "dramatiq":  # and Dramatiq's delay queue
+                return self.queues.ids(queue) + self.queues.ids(f"{queue}.DQ")
+            return self.queues.ids(queue)
         if self.adapter == "rq":
             return [raw.decode() for raw in self.client.lrange(f"rq:queue:{queue}", 0, -1)]
         ids = []
@@ -102,13 +130,25 @@ def server() -> Iterator[PrivateRedis]:
     started.kill()
 
 
-@pytest.fixture(params=["rq", "celery"])
+@pytest.fixture(scope="module")
+def vhosts() -> Iterator[dict[str, str]]:
+    with rabbitmq_vhosts("sqlalchemy_celery", "sqlalchemy_dramatiq") as urls:
+        yield dict(zip(RABBITMQ_BROKERS, urls, strict=True))
+
+
+@pytest.fixture(params=REDIS_BROKERS)
 def broker(request: pytest.FixtureRequest, server: PrivateRedis) -> Iterator[Broker]:
-    found = Broker(request.param, server)
+    """A backend of :data:`REDIS_BROKERS`; a test marked ``on_rabbitmq_too`` gets the others too."""
+    vhosts = request.getfixturevalue("vhosts") if request.param in RABBITMQ_BROKERS else {}
+    found = Broker(request.param, server, vhosts)
     found.client.flushdb()
-    with unijob.override(adapter=found.adapter, url=found.url):
-        yield found
-    found.client.flushdb()
+    try:
+        with unijob.override(**found.settings()):
+            yield found
+    finally:
+        found.client.flushdb()
+        if found.queues is not None:
+            found.queues.close()
 
 
 def orders(engine: Engine, item: str) -> int:
@@ -120,6 +160,7 @@ def ids(jobs: list[unijob.Job] | list[Any]) -> list[str]:
     return sorted(job.job_id for job in jobs)
 
 
+@on_rabbitmq_too
 def test_a_job_waits_for_the_commit(broker: Broker, engine: Engine) -> None:
     with Session(engine) as session, transaction(session):
         order = Order(item="book")
@@ -131,6 +172,7 @@ def test_a_job_waits_for_the_commit(broker: Broker, engine: Engine) -> None:
         assert broker.sent() == [job.job_id] and job.successfully_enqueued
 
 
+@on_rabbitmq_too
 def test_a_rollback_sends_nothing(broker: Broker, engine: Engine) -> None:
     item = f"lamp {uuid.uuid4().hex[:6]}"
     with Session(engine) as session, transaction(session):
@@ -143,8 +185,9 @@ def test_a_rollback_sends_nothing(broker: Broker, engine: Engine) -> None:
     assert isinstance(job.enqueue_error, TransactionRolledBackError) and not job.successfully_enqueued
 
 
+@on_rabbitmq_too
 def test_the_enqueue_after_commit_setting_makes_every_job_wait(broker: Broker, engine: Engine) -> None:
-    unijob.configure(adapter=broker.adapter, url=broker.url, enqueue_after_commit=True)
+    unijob.configure(**broker.settings(), enqueue_after_commit=True)
     with Session(engine) as session, transaction(session):
         session.add(Order(item="pen"))
         waiting = send_receipt.perform_later(1)
@@ -154,6 +197,7 @@ def test_the_enqueue_after_commit_setting_makes_every_job_wait(broker: Broker, e
     assert sorted(broker.sent()) == ids([waiting, urgent])
 
 
+@on_rabbitmq_too
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 def test_perform_all_later_waits_and_sends_in_bulk(broker: Broker, engine: Engine, outcome: str) -> None:
     with Session(engine) as session, transaction(session):
@@ -168,6 +212,7 @@ def test_perform_all_later_waits_and_sends_in_bulk(broker: Broker, engine: Engin
         assert broker.nothing_sent() and all(isinstance(job.enqueue_error, TransactionRolledBackError) for job in jobs)
 
 
+@on_rabbitmq_too
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 def test_a_bulk_block_waits_for_the_commit(broker: Broker, engine: Engine, outcome: str) -> None:
     with Session(engine) as session, transaction(session):
@@ -180,6 +225,7 @@ def test_a_bulk_block_waits_for_the_commit(broker: Broker, engine: Engine, outco
     assert sorted(broker.sent()) == (ids(buffered) if outcome == "commit" else [])
 
 
+@on_rabbitmq_too
 def test_a_batch_waits_for_the_commit(broker: Broker, engine: Engine) -> None:
     with Session(engine) as session, transaction(session):
         session.add(Order(item="boxes"))
@@ -193,29 +239,54 @@ def test_a_batch_waits_for_the_commit(broker: Broker, engine: Engine) -> None:
     assert (found.total, found.pending, found.is_finished) == (3, 3, False)
 
 
-def test_a_batch_that_rolls_back_sends_nothing(broker: Broker, engine: Engine) -> None:
+@on_rabbitmq_too
+def test_a_batch_that_rolls_back_sends_nothing_and_leaves_no_record(broker: Broker, engine: Engine) -> None:
+    """As docs/frameworks/sqlalchemy.md says: a batch all of whose jobs waited for a transaction that
+    rolled back never happened, as in GoodJob: no job, no on_finish or on_success callback, no record."""
     with Session(engine) as session, transaction(session):
         session.add(Order(item="crates"))
-        with unijob.batch() as batch:
+        with unijob.batch(on_finish=batch_report, on_success=batch_report) as batch:
             for n in range(3):
                 send_receipt.set(after_commit=True).perform_later(n)
+        assert broker.client.exists(f"unijob:batch:{batch.id}")  # the record is in the broker's Redis...
         session.rollback()
     assert broker.nothing_sent()
-    found = unijob.Batch.find(batch.id)  # its jobs were withdrawn: an empty batch, finished
-    assert (found.total, found.pending, found.is_finished) == (0, 0, True)
+    assert broker.client.keys("unijob:batch:*") == []  # ...and the rollback deleted it
+    with pytest.raises(unijob.Error, match="does not exist"):
+        unijob.Batch.find(batch.id)
 
 
-def test_the_callback_of_a_batch_that_rolls_back_is_not_part_of_the_transaction(broker: Broker, engine: Engine) -> None:
-    """As docs/frameworks/sqlalchemy.md says: the batch record lives in the broker's store, not in
-    the database, so withdrawing its jobs finishes it (empty) and its on_finish callback is sent."""
+def test_a_batch_rolled_back_with_its_savepoint_is_gone_and_the_transaction_goes_on(broker: Broker, engine: Engine) -> None:
     with Session(engine) as session, transaction(session):
-        session.add(Order(item="bins"))
-        with unijob.batch(on_finish=batch_report):
-            send_receipt.set(after_commit=True).perform_later(1)
-        session.rollback()
-    assert broker.sent() == [] and len(broker.sent("reports")) == 1
+        session.add(Order(item="outer crates"))
+        kept = send_receipt.set(after_commit=True).perform_later(1)
+        with session.begin_nested() as savepoint:
+            with unijob.batch(on_finish=batch_report) as batch:
+                send_receipt.set(after_commit=True).perform_later(2)
+            savepoint.rollback()
+        session.commit()
+    assert broker.sent() == [kept.job_id] and broker.sent("reports") == []
+    with pytest.raises(unijob.Error, match="does not exist"):
+        unijob.Batch.find(batch.id)
 
 
+def test_a_batch_that_loses_some_jobs_to_a_savepoint_is_a_batch_of_the_others(broker: Broker, engine: Engine) -> None:
+    with Session(engine) as session, transaction(session):
+        session.add(Order(item="pallets"))
+        with unijob.batch(on_finish=batch_report, on_success=batch_report) as batch:
+            kept = send_receipt.set(after_commit=True).perform_later(1)
+        with session.begin_nested() as savepoint:
+            (dropped,) = added = [send_receipt.set(after_commit=True).new(2)]
+            batch.add(added)
+            savepoint.rollback()
+        session.commit()
+    assert broker.sent() == [kept.job_id] and broker.sent("reports") == []  # the callbacks wait for the kept job
+    assert isinstance(dropped.enqueue_error, TransactionRolledBackError)
+    found = unijob.Batch.find(batch.id)
+    assert (found.total, found.pending, found.is_finished) == (1, 1, False)
+
+
+@on_rabbitmq_too
 def test_a_savepoint_that_rolls_back_drops_only_its_own_jobs(broker: Broker, engine: Engine) -> None:
     with Session(engine) as session, transaction(session):
         session.add(Order(item="outer"))
@@ -330,6 +401,7 @@ def test_outside_a_block_nothing_waits(broker: Broker, engine: Engine) -> None:
         session.rollback()
 
 
+@on_rabbitmq_too
 def test_threads_wait_each_for_their_own_session(broker: Broker, engine: Engine) -> None:
     both_enqueued = threading.Barrier(2, timeout=30)
     jobs: dict[str, unijob.Job] = {}

@@ -1,5 +1,6 @@
-"""What the Flask, FastAPI and SQLAlchemy tests share: a PostgreSQL database of their own, and
-stock workers started together (each once per test module) on a redis-server of the module's own.
+"""What the Flask, FastAPI, SQLAlchemy and Django tests share: a PostgreSQL database of their own,
+RabbitMQ vhosts of their own and a reader of what reached a queue there, and stock workers
+started together (each once per test module) on a redis-server of the module's own.
 
 Each worker runs the stock command of its backend (the ones tests/harnesses run, with one
 process or thread where the contract suite runs two), with the example's job modules and
@@ -14,18 +15,31 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pika
+import pika.exceptions
 import psycopg
 
 from tests import jobs
-from tests.harness import LOG_DIR, ROOT, Harness, PrivateRedis, python_bin, require_service, wait_until
+from tests.harness import (
+    LOG_DIR,
+    ROOT,
+    Harness,
+    PrivateRedis,
+    ensure_rabbitmq_vhost,
+    python_bin,
+    require_service,
+    wait_until,
+)
 from tests.harnesses.huey_sqlite import TEST_DIR
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 MAINTENANCE_DB = "test"  # the machine's database; each module creates and drops one of its own
 TIMEOUT = 60.0  # bound on every wait for a worker (the machine is shared)
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 
 
 @contextlib.contextmanager
@@ -44,6 +58,68 @@ def database(prefix: str) -> Iterator[str]:
 
 def sqlalchemy_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@contextlib.contextmanager
+def rabbitmq_vhosts(*prefixes: str) -> Iterator[list[str]]:
+    """RabbitMQ vhosts of the caller's own, one per prefix (their AMQP URLs), deleted afterwards.
+    Celery and Dramatiq declare the same queue names with different arguments: one vhost each.
+    rabbitmqctl takes a second or two per call, so the vhosts are made and deleted together."""
+    require_service("rabbitmq")
+    names = [f"unijob_{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}" for prefix in prefixes]
+    try:
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(ensure_rabbitmq_vhost, names))
+        yield [f"{RABBITMQ}/{name}" for name in names]
+    finally:
+        with ThreadPoolExecutor(len(names)) as pool:
+            list(pool.map(delete_rabbitmq_vhost, names))
+
+
+def delete_rabbitmq_vhost(name: str) -> None:
+    subprocess.run(["rabbitmqctl", "delete_vhost", name], capture_output=True, check=False, timeout=60)
+
+
+class RabbitmqQueues:
+    """The jobs sent to queues of a RabbitMQ vhost that no worker consumes, read on the broker.
+
+    AMQP has no way to look at a queue without taking its messages: each read takes what arrived
+    since the last one (acknowledged) and adds its job ids to those it took before, so
+    :meth:`ids` is every job the queue received since this reader was made. ``adapter`` says how
+    a message carries its id: Celery's in the ``id`` header, Dramatiq's in its JSON body."""
+
+    def __init__(self, url: str, adapter: str) -> None:
+        self.url, self.adapter = url, adapter
+        # No heartbeats: a blocking connection answers them only when it is used.
+        self.connection = pika.BlockingConnection(pika.URLParameters(f"{url}?heartbeat=0&socket_timeout=10"))
+        self.taken: dict[str, list[str]] = {}
+
+    def ids(self, queue: str) -> list[str]:
+        """The ids of the jobs ``queue`` received, in the order it received them."""
+        taken = self.taken.setdefault(queue, [])
+        channel = self.connection.channel()
+        try:
+            while True:
+                method, properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    break
+                taken.append(self.job_id(properties, body))
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:  # 404: nothing declared the queue yet, so nothing was sent to it
+                raise
+        finally:
+            if channel.is_open:
+                channel.close()
+        return list(taken)
+
+    def job_id(self, properties: Any, body: bytes) -> str:
+        if self.adapter == "celery":
+            return str(properties.headers["id"])  # Celery's message protocol 2
+        return str(json.loads(body)["message_id"])
+
+    def close(self) -> None:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            self.connection.close()
 
 
 class StockWorker(Harness):

@@ -54,6 +54,9 @@ class Adapter:
     display_name: ClassVar[str]  # for log lines: "Enqueued x to RQ(mail)"
     OPTIONS: ClassVar[frozenset[str]] = frozenset()  # the options it takes, besides COMMON_OPTIONS
     worker_module: ClassVar[str | None] = None  # the module that runs its jobs in the stock worker
+    # What its worker raises into a job over its time limit, when that is no Exception (Dramatiq's
+    # TimeLimitExceeded): the job fails with a unijob JobTimeoutError instead.
+    time_limit_errors: ClassVar[tuple[type[BaseException], ...]] = ()
     capabilities: Capabilities = Capabilities()  # an instance may narrow it by broker in __init__
 
     def __init__(self, *, alias: str = DEFAULT_BACKEND, url: str | None = None, options: Mapping[str, Any] | None = None) -> None:

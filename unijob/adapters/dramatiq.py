@@ -25,6 +25,7 @@ from dramatiq import Broker, Message
 from dramatiq.common import dq_name
 from dramatiq.errors import BrokerError
 from dramatiq.middleware import Middleware
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from unijob import scheduling
 from unijob.adapters.base import Adapter, Capabilities, EnqueueOutcome
@@ -55,6 +56,7 @@ class DramatiqAdapter(Adapter):
     display_name = "Dramatiq"
     OPTIONS = frozenset({"namespace", "max_priority", "actor_options", "max_delay", "broker_options"})
     worker_module = "unijob.adapters.dramatiq_worker"
+    time_limit_errors = (TimeLimitExceeded,)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

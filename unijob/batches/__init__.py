@@ -8,6 +8,8 @@
   its retries ran out); ``on_success`` once, when every job succeeded; ``on_discard`` once, at
   the first final discard. A job being retried has not finished. An empty batch finishes at once.
 - Callbacks are ordinary jobs, called with ``(batch, event)``.
+- A batch whose jobs waited for a database transaction (``after_commit``) that rolled back, and
+  that this left with no job, never happened: its record is deleted and no callback fires.
 - The record lives in the backend's own store (:mod:`unijob.batches.stores`), at the URL its
   adapter names (``Adapter.store_url``).
 - The core knows nothing of batches: :class:`BatchMiddleware` hooks them in.
@@ -33,7 +35,7 @@ from unijob.batches.stores import BatchEvent, BatchRecord, BatchStore, Outcome, 
 from unijob.constants import DEFAULT_BACKEND
 from unijob.core import BaseJob, job_class_of
 from unijob.enqueuing import bulk, enqueue, perform_all_later
-from unijob.errors import ConfigurationError, Error
+from unijob.errors import ConfigurationError, Error, TransactionRolledBackError
 from unijob.execution import current_job
 from unijob.middleware import Middleware
 from unijob.middleware import Outcome as MiddlewareOutcome
@@ -216,12 +218,22 @@ def current_batch() -> Batch | None:
     return None if job is None or job.batch_id is None else Batch.find(job.batch_id, job.backend)
 
 
-def fire(batch_id: str, backend: str, events: list[BatchEvent]) -> None:
-    """Enqueue the callback jobs for events that just happened (each happens once, by the store)."""
+def fire(batch_id: str, backend: str, events: list[BatchEvent], *, rolled_back: bool = False) -> None:
+    """Enqueue the callback jobs for events that just happened (each happens once, by the store).
+
+    ``rolled_back``: the events came from withdrawing a job whose transaction rolled back. If that
+    finished the batch with no job left, the batch was all in the transaction and, like the
+    transaction, never happened (GoodJob's batch record rolls back with it): its record is deleted
+    and nothing fires. Whoever got the finish event is the only one to decide, and a finished
+    batch's total no longer changes."""
     if not events:
         return
-    record = store_for(backend).get(batch_id)
+    store = store_for(backend)
+    record = store.get(batch_id)
     if record is None:
+        return
+    if rolled_back and record.total == 0 and record.finished_at is not None:
+        store.delete(batch_id)
         return
     current = Batch(record)
     for event in events:
@@ -245,7 +257,7 @@ class BatchMiddleware(Middleware):
         # A retry that failed to enqueue is not withdrawn: execution counts it as a final failure.
         if job.batch_id is not None and job.executions == 0:
             try:
-                _progress(job, "withdrawn")
+                _progress(job, "withdrawn", rolled_back=isinstance(error, TransactionRolledBackError))
             except Exception:  # the batch store may share the broker that just failed
                 logger.warning("could not withdraw job %s from batch %s", job.job_id, job.batch_id, exc_info=True)
 
@@ -254,9 +266,9 @@ class BatchMiddleware(Middleware):
             _progress(job, "succeeded" if outcome == "succeeded" else "discarded")
 
 
-def _progress(job: BaseJob, outcome: Outcome) -> None:
+def _progress(job: BaseJob, outcome: Outcome, *, rolled_back: bool = False) -> None:
     assert job.batch_id is not None
-    fire(job.batch_id, job.backend, store_for(job.backend).finish_job(job.batch_id, outcome))
+    fire(job.batch_id, job.backend, store_for(job.backend).finish_job(job.batch_id, outcome), rolled_back=rolled_back)
 
 
 def _dump_batch(value: Batch) -> list[str]:
