@@ -128,8 +128,11 @@ def test_celery_on_rabbitmq_runs_the_job_again_at_once(token: str) -> None:
 
 def test_celery_on_redis_runs_the_job_again_after_the_visibility_timeout(private_redis: PrivateRedis, token: str) -> None:
     """acks_late: Redis puts the unacknowledged message back once ``visibility_timeout`` has passed
-    (here 4 s; an hour by default), and the next worker runs it (at least once)."""
-    harness = CrashHarness("crash-celery-redis", "celery", private_redis.url, {"visibility_timeout": 4}, celery_argv())
+    (here 4 s; an hour by default) at kombu's next sweep (here every second; every 100 s by
+    default), and the next worker runs it (at least once)."""
+    sweep = {"unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    options = {"visibility_timeout": 4, "transport_options": sweep}
+    harness = CrashHarness("crash-celery-redis", "celery", private_redis.url, options, celery_argv())
     records = kill_mid_batch(harness, token)
     assert len(events_of(records, "started")) == 2 and len(events_of(records, "done")) == 1
     assert finished(records)["succeeded"] == 1
