@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from unijob.errors import ConfigurationError
@@ -53,3 +54,19 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def store_location(url: str, needs: str) -> tuple[Literal["redis", "sqlite", "memory"], str]:
+    """Where a feature (batches, results, unique jobs) keeps its store in a backend: on Redis (the
+    URL), in a SQLite file (its path), or in the memory of this process (``memory://``)."""
+    kind = scheme(url)
+    if kind in REDIS_SCHEMES:
+        return "redis", url
+    if kind == "sqlite":
+        return "sqlite", sqlite_path(url, None, "")
+    if kind == "memory":
+        return "memory", ""
+    raise ConfigurationError(
+        f"no store for {needs} at {redact(url) if url else 'this backend'}: {needs} need Redis or SQLite; set the "
+        "backend option store='redis://...' (for example on a RabbitMQ-only deployment)"
+    )

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from unijob import urls
 from unijob.constants import DEFAULT_BACKEND
 from unijob.errors import BatchFinishedError, ConfigurationError, Error
-from unijob.urls import REDIS_SCHEMES, redact, scheme, sqlite_path
 
 Outcome = Literal["succeeded", "discarded", "withdrawn"]
 BatchEvent = Literal["finish", "success", "discard"]
@@ -394,19 +394,14 @@ def open_store(url: str, retention: float) -> BatchStore:
     """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one store of
     this process, which the inline and test adapters share)."""
     global _memory
-    kind = scheme(url)
-    if kind in REDIS_SCHEMES:
-        return RedisStore(url, retention)
+    kind, where = urls.store_location(url, "batches")
+    if kind == "redis":
+        return RedisStore(where, retention)
     if kind == "sqlite":
-        return SqliteStore(sqlite_path(url, None, ""), retention)
-    if kind == "memory":
-        if _memory is None:
-            _memory = MemoryStore(retention)
-        return _memory
-    raise ConfigurationError(
-        f"no batch store for {redact(url) if url else 'this backend'}: batches need Redis or SQLite; set the backend "
-        "option store='redis://...' (for example on a RabbitMQ-only deployment)"
-    )
+        return SqliteStore(where, retention)
+    if _memory is None:
+        _memory = MemoryStore(retention)
+    return _memory
 
 
 def utc(timestamp: float | None) -> dt.datetime | None:

@@ -9,8 +9,7 @@ import threading
 import time
 from typing import Protocol
 
-from unijob.errors import ConfigurationError
-from unijob.urls import REDIS_SCHEMES, redact, scheme, sqlite_path
+from unijob import urls
 
 
 class LimitStore(Protocol):
@@ -188,14 +187,7 @@ _memory = MemoryStore()
 
 def open_store(url: str) -> LimitStore:
     """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one of this process)."""
-    kind = scheme(url)
-    if kind in REDIS_SCHEMES:
-        return RedisStore(url)
-    if kind == "sqlite":
-        return SqliteStore(sqlite_path(url, None, ""))
-    if kind == "memory":
-        return _memory
-    raise ConfigurationError(
-        f"no store for unique jobs and concurrency limits at {redact(url) if url else 'this backend'}: they need Redis "
-        "or SQLite; set the backend option store='redis://...' (for example on a RabbitMQ-only deployment)"
-    )
+    kind, where = urls.store_location(url, "unique jobs and concurrency limits")
+    if kind == "redis":
+        return RedisStore(where)
+    return SqliteStore(where) if kind == "sqlite" else _memory

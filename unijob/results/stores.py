@@ -15,8 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from unijob.errors import ConfigurationError
-from unijob.urls import REDIS_SCHEMES, redact, scheme, sqlite_path
+from unijob import urls
 
 Update = tuple[str, Mapping[str, Any]]  # (job id, the fields to set: JSON values)
 
@@ -132,15 +131,8 @@ _memory = MemoryStore()
 
 
 def open_store(url: str) -> ResultStore:
-    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one store of this process)."""
-    kind = scheme(url)
-    if kind in REDIS_SCHEMES:
-        return RedisStore(url)
-    if kind == "sqlite":
-        return SqliteStore(sqlite_path(url, None, ""))
-    if kind == "memory":
-        return _memory
-    raise ConfigurationError(
-        f"no result store for {redact(url) if url else 'this backend'}: results need Redis or SQLite; set the backend "
-        "option store='redis://...' (for example on a RabbitMQ-only deployment)"
-    )
+    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one of this process)."""
+    kind, where = urls.store_location(url, "results")
+    if kind == "redis":
+        return RedisStore(where)
+    return SqliteStore(where) if kind == "sqlite" else _memory
