@@ -81,8 +81,8 @@ def test_celery_beat_schedule_entries_become_recurring_jobs() -> None:
         f"often-{token}": {"task": "tests.jobs.echo", "schedule": dt.timedelta(seconds=90), "options": {"queue": "mail"}},
         f"plain-{token}": {"task": "tests.jobs.ping", "schedule": 45.0},
     }
-    nightly, often, plain = from_beat_schedule(beat_schedule)
-    assert (nightly.cron, nightly.args) == ("30 */4 * * *", (token,))
+    nightly, often, plain = from_beat_schedule(beat_schedule, timezone="Europe/Paris")  # the app's timezone
+    assert (nightly.cron, nightly.args, nightly.timezone) == ("30 */4 * * *", (token,), "Europe/Paris")
     assert (often.every, often.queue, plain.every) == (90, "mail", 45)
     assert {nightly.name, often.name, plain.name} <= set(schedules())
     with pytest.raises(unijob.ConfigurationError, match="beat entry 'x': options expires have no unijob equivalent"):

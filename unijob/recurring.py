@@ -155,9 +155,10 @@ def schedules() -> dict[str, Recurring]:
     return {**found, **_registered}
 
 
-def from_beat_schedule(beat_schedule: Mapping[str, Mapping[str, Any]]) -> list[Recurring]:
+def from_beat_schedule(beat_schedule: Mapping[str, Mapping[str, Any]], *, timezone: str = "UTC") -> list[Recurring]:
     """Register Celery's ``beat_schedule`` entries (a ``crontab``, a ``timedelta`` or seconds; their
-    ``task`` a unijob job or an adopted task) as recurring jobs; returns them."""
+    ``task`` a unijob job or an adopted task) as recurring jobs; returns them. ``timezone`` is the
+    one beat read the crontabs in: the app's ``timezone`` setting (UTC by default)."""
     entries = []
     for name, spec in beat_schedule.items():
         schedule = spec["schedule"]
@@ -181,6 +182,7 @@ def from_beat_schedule(beat_schedule: Mapping[str, Mapping[str, Any]]) -> list[R
                 name=name,
                 queue=options.get("queue"),
                 priority=options.get("priority"),
+                timezone=timezone,
             )
         )
     return entries
