@@ -76,10 +76,10 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
         existing = app._tasks.get(name)
         if existing is not None and getattr(existing, "unijob_adapter", None) is adapter:
             continue  # registered by an earlier call (register_jobs registers twice)
-        if existing is not None and getattr(existing, "unijob_job", None) is job_class:
-            # An adopted task of this app: its messages now run through unijob (which calls its
-            # function). Finalize the app first: finalizing re-creates a shared task whose name is
-            # missing, and that task, not unijob's, would take the name.
+        if existing is not None and _is_adopted(existing, job_class):
+            # An adopted task: its messages now run through unijob (which calls its function).
+            # Finalize the app first: finalizing re-creates a shared task whose name is missing,
+            # and that task, not unijob's, would take the name.
             app.finalize()
             del app._tasks[name]
         app.task(
@@ -104,6 +104,16 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
         # a bare `celery -A unijob.adapters.celery_worker worker` consumes every queue a job names
         app.conf.task_queues = [Queue(queue, Exchange(queue), queue) for queue in worker.queues_of(jobs)]  # type: ignore[no-untyped-call]
     return sorted(jobs)
+
+
+def _is_adopted(task: celery.Task, job_class: type) -> bool:
+    """``task`` is the adopted task of ``job_class``, or this app's copy of it (``@app.task`` is
+    shared by default: every app of the process gets a task of its own for the function)."""
+    if getattr(task, "unijob_job", None) is job_class:
+        return True
+    adopted = getattr(job_class, "celery_task", None)
+    function = getattr(adopted, "__wrapped__", None)
+    return function is not None and getattr(task, "__wrapped__", None) is function
 
 
 def _task_body(adapter: CeleryAdapter) -> Callable[..., Any]:
