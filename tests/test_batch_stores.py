@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import require_service
-from unijob.batches.stores import BatchRecord, BatchStore, MemoryStore, RedisStore, SqliteStore, open_store
+from unijob.batches import store_for
+from unijob.batches.stores import BatchRecord, BatchStore, MemoryStore, RedisStore, SqliteStore
 from unijob.errors import BatchFinishedError, ConfigurationError, Error
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -130,6 +131,7 @@ def test_redis_records_get_a_ttl_once_finished() -> None:
 
 
 def test_store_urls() -> None:
-    assert isinstance(open_store("memory://", 1), MemoryStore)
+    assert isinstance(store_for.open("memory://"), MemoryStore)
+    assert store_for.open("memory://") is store_for.open("memory://")  # the one of this process
     with pytest.raises(ConfigurationError, match="store='redis://"):
-        open_store("amqp://guest:guest@localhost//", 1)
+        store_for.open("amqp://guest:guest@localhost//")

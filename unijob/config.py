@@ -368,3 +368,13 @@ def unsupported(message: str, remedy: str, *, stacklevel: int) -> None:
     if settings().on_unsupported == "error":
         raise UnsupportedOptionError(f"{message}; {remedy}")
     warnings.warn(f"{message} (ignored, on_unsupported='warn')", RuntimeWarning, stacklevel=stacklevel + 1)
+
+
+def no_equivalent(owner: str, what: str, why: str) -> None:
+    """An option of existing Celery or RQ code (the migration kits) that unijob cannot honour;
+    the warning names the line of the user's code two calls above the kit's check."""
+    unsupported(
+        f"{owner}: {what} has no equivalent in unijob ({why})",
+        "remove it, or set on_unsupported='warn' to drop it with a warning",
+        stacklevel=4,
+    )

@@ -260,19 +260,21 @@ def _namedtuple_codec(cls: type[Any]) -> _Codec:
 
 def known_class(path: str) -> type[Any] | None:
     """The class at ``module.QualName`` if its module is already imported (nothing is imported)."""
-    return _resolve_known_class(path)
+    found = imported_object(path)
+    return found if isinstance(found, type) else None
 
 
-def _resolve_known_class(path: str) -> type[Any] | None:
-    """Find a class by ``module.QualName`` among modules already imported. Never imports."""
+def imported_object(path: str) -> Any:
+    """What ``module.QualName`` is among the modules this process imported, or None. Never
+    imports: a name read from a message must not run a module's code."""
     module_name, _, qualname = path.rpartition(".")
     while module_name:
         module = sys.modules.get(module_name)
         if module is not None:
-            obj: Any = module
+            found: Any = module
             for part in qualname.split("."):
-                obj = getattr(obj, part, None)
-            return obj if isinstance(obj, type) else None
+                found = getattr(found, part, None)
+            return found
         module_name, _, head = module_name.rpartition(".")
         qualname = f"{head}.{qualname}"
     return None
@@ -280,7 +282,7 @@ def _resolve_known_class(path: str) -> type[Any] | None:
 
 def _codec_for_known_type(tag: str) -> _Codec | None:
     kind, _, path = tag.partition(":")
-    cls = _resolve_known_class(path) if kind in ("enum", "dataclass", "namedtuple") else None
+    cls = known_class(path) if kind in ("enum", "dataclass", "namedtuple") else None
     if cls is None:
         return None
     if kind == "enum" and issubclass(cls, enum.Enum):
@@ -296,7 +298,7 @@ def _load_ref(raw: JSON) -> Any:
     if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
         raise DeserializationError(f"malformed reference argument: {raw!r}")
     path, pk = raw
-    cls = _ref_classes.get(path) or _resolve_known_class(path)
+    cls = _ref_classes.get(path) or known_class(path)
     for base, _identify, locate in _locators:
         if cls is not None and issubclass(cls, base):
             key = _load(pk)

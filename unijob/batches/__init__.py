@@ -23,15 +23,13 @@ import datetime as dt
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 from unijob import config, serializers
-from unijob.adapters.base import Adapter
-from unijob.batches.stores import BatchEvent, BatchRecord, BatchStore, Outcome, open_store, utc
+from unijob.batches.stores import BatchEvent, BatchRecord, BatchStore, MemoryStore, Outcome, RedisStore, SqliteStore, utc
 from unijob.constants import DEFAULT_BACKEND
 from unijob.core import BaseJob, job_class_of
 from unijob.enqueuing import bulk, enqueue, perform_all_later
@@ -40,19 +38,22 @@ from unijob.execution import current_job
 from unijob.middleware import Middleware
 from unijob.middleware import Outcome as MiddlewareOutcome
 from unijob.options import JobOptions
+from unijob.stores import FeatureStores
 
 logger = logging.getLogger("unijob")
 _open_batch: contextvars.ContextVar[_OpenBatch | None] = contextvars.ContextVar("unijob_open_batch", default=None)
-_stores: weakref.WeakKeyDictionary[Adapter, BatchStore] = weakref.WeakKeyDictionary()
 
 
-def store_for(backend: str) -> BatchStore:
-    """The batch store of a configured backend, opened once per adapter."""
-    adapter = config.get_adapter(backend)
-    store = _stores.get(adapter)
-    if store is None:
-        store = _stores[adapter] = open_store(adapter.store_url(), config.settings().batch_retention)
-    return store
+def _retention() -> float:
+    return config.settings().batch_retention
+
+
+store_for: FeatureStores[BatchStore] = FeatureStores(
+    "batches",
+    redis=lambda where: RedisStore(where, _retention()),
+    sqlite=lambda where: SqliteStore(where, _retention()),
+    memory=lambda: MemoryStore(_retention()),
+)
 
 
 class Batch:

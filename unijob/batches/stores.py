@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from unijob import urls
 from unijob.constants import DEFAULT_BACKEND
 from unijob.errors import BatchFinishedError, ConfigurationError, Error
+from unijob.stores import SqliteTables
 
 Outcome = Literal["succeeded", "discarded", "withdrawn"]
 BatchEvent = Literal["finish", "success", "discard"]
@@ -291,42 +291,14 @@ def _events(batch_id: str, raw: list[Any]) -> list[BatchEvent]:
 # --- SQLite ----------------------------------------------------------------------------------------
 
 
-class SqliteStore:
-    """A table in the SQLite database Huey already uses; every change is one IMMEDIATE transaction."""
+class SqliteStore(SqliteTables):
+    """A table in the SQLite database Huey already uses."""
 
-    _SCHEMA = """
-    CREATE TABLE IF NOT EXISTS unijob_batches (
-        id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL
-    )"""
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS unijob_batches (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL)",)
 
     def __init__(self, path: str | Path, retention: float) -> None:
-        self.path = str(path)
         self.retention = retention
-        self._local = threading.local()
-        with self._transaction() as db:
-            db.execute(self._SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            self._local.db = db
-        return db
-
-    class _Transaction:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
-
-        def __exit__(self, kind: object, *_: object) -> None:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
-
-    def _transaction(self) -> SqliteStore._Transaction:
-        return SqliteStore._Transaction(self._connection())
+        super().__init__(path)
 
     def _read(self, db: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
         row = db.execute("SELECT record, expires_at FROM unijob_batches WHERE id = ?", (batch_id,)).fetchone()
@@ -343,7 +315,7 @@ class SqliteStore:
         )
 
     def _change(self, batch_id: str, outcome: Outcome | None, finished_ok: bool = True) -> list[BatchEvent]:
-        with self._transaction() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM unijob_batches WHERE expires_at < ?", (time.time(),))
             record = self._read(db, batch_id)
             if record is None:
@@ -356,14 +328,14 @@ class SqliteStore:
             return events
 
     def create(self, record: BatchRecord) -> None:
-        with self._transaction() as db:
+        with self.transaction() as db:
             self._write(db, record)
 
     def get(self, batch_id: str) -> BatchRecord | None:
-        return self._read(self._connection(), batch_id)
+        return self._read(self.connection(), batch_id)
 
     def add(self, batch_id: str, count: int) -> None:
-        with self._transaction() as db:
+        with self.transaction() as db:
             record = self._read(db, batch_id)
             _check_add(batch_id, "missing" if record is None else "finished" if record.finished_at else "ok")
             assert record is not None
@@ -376,32 +348,15 @@ class SqliteStore:
         return self._change(batch_id, None)
 
     def update_properties(self, batch_id: str, changed: Mapping[str, Any], removed: Sequence[str]) -> None:
-        with self._transaction() as db:
+        with self.transaction() as db:
             record = self._read(db, batch_id)
             if record is None:
                 raise Error(f"batch {batch_id} does not exist (or expired)")
             self._write(db, dataclasses.replace(record, properties=_merge(record.properties, changed, removed)))
 
     def delete(self, batch_id: str) -> None:
-        with self._transaction() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM unijob_batches WHERE id = ?", (batch_id,))
-
-
-_memory: MemoryStore | None = None
-
-
-def open_store(url: str, retention: float) -> BatchStore:
-    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one store of
-    this process, which the inline and test adapters share)."""
-    global _memory
-    kind, where = urls.store_location(url, "batches")
-    if kind == "redis":
-        return RedisStore(where, retention)
-    if kind == "sqlite":
-        return SqliteStore(where, retention)
-    if _memory is None:
-        _memory = MemoryStore(retention)
-    return _memory
 
 
 def utc(timestamp: float | None) -> dt.datetime | None:

@@ -46,7 +46,7 @@ try:
 except ImportError as exc:  # pragma: no cover - celery comes with the extra
     raise BackendNotInstalledError('unijob.contrib.celery needs Celery: pip install "unijob[celery]"') from exc
 
-# apply_async options unijob does something with; any other raises (see _refuse)
+# apply_async options unijob does something with; any other raises (config.no_equivalent)
 _MAPPED: Final = frozenset({"countdown", "eta", "queue", "priority", "task_id", "ignore_result", "expires", "time_limit"})
 # options that change nothing in unijob: whatever their value, or at the value given here
 _IGNORED: Final = frozenset({"add_to_parent", "producer", "result_cls", "connection"})
@@ -109,9 +109,9 @@ def adopt(task: celery.Task, *, backend: str = DEFAULT_BACKEND) -> celery.Task:
     kind = type(_real(task))  # the task's class, behind Celery's lazy proxy
     for setting, (default, why) in _TASK_SETTINGS.items():
         if _own_setting(task, setting, default) is not None:
-            _refuse(task.name, f"@app.task({setting}=...)", why)
+            config.no_equivalent(task.name, f"@app.task({setting}=...)", why)
     if (task.serializer or "json") != "json":
-        _refuse(task.name, f"@app.task(serializer={task.serializer!r})", "unijob sends JSON, never pickle")
+        config.no_equivalent(task.name, f"@app.task(serializer={task.serializer!r})", "unijob sends JSON, never pickle")
     priority = _own_setting(task, "priority", "task_default_priority")  # the app's default is the adapter's too
     time_limit = getattr(task, "time_limit", None)  # the task's own, or the app's task_time_limit
     attributes: dict[str, Any] = {
@@ -173,7 +173,7 @@ def new_job(task: celery.Task, args: Sequence[Any] | None, kwargs: dict[str, Any
     for option in sorted(set(options) - _MAPPED - _IGNORED, key=lambda name: (name != "group_id", name)):
         if option in _HARMLESS and options[option] == _HARMLESS[option]:
             continue
-        _refuse(task.name, f"apply_async({option}=...)", _WHY.get(option, "it has no equivalent in unijob"))
+        config.no_equivalent(task.name, f"apply_async({option}=...)", _WHY.get(option, "it has no equivalent in unijob"))
     chosen: dict[str, Any] = {}
     if options.get("countdown") is not None:
         chosen["wait"] = options["countdown"]
@@ -192,7 +192,9 @@ def new_job(task: celery.Task, args: Sequence[Any] | None, kwargs: dict[str, Any
     if options.get("task_id"):
         job.job_id = str(options["task_id"])
     if options.get("ignore_result") is not None and (not options["ignore_result"]) != stores_result(job):
-        _refuse(task.name, "apply_async(ignore_result=...)", "a job keeps its result or not as its task says, for every call")
+        config.no_equivalent(
+            task.name, "apply_async(ignore_result=...)", "a job keeps its result or not as its task says, for every call"
+        )
     return job
 
 
@@ -258,9 +260,13 @@ def retry(
         retried: Exception = type(real).retry(real, args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         return retried
     if args is not None or kwargs is not None or options:
-        _refuse(task.name, "retry(args=, kwargs=, or options)", "a retry runs with the job's own arguments and options")
+        config.no_equivalent(
+            task.name, "retry(args=, kwargs=, or options)", "a retry runs with the job's own arguments and options"
+        )
     if not throw:
-        _refuse(task.name, "retry(throw=False)", "a unijob retry ends the run that asks for it: raise self.retry(...)")
+        config.no_equivalent(
+            task.name, "retry(throw=False)", "a unijob retry ends the run that asks for it: raise self.retry(...)"
+        )
     limit = task.max_retries if max_retries is None else max_retries
     retries = job.executions - 1
     if limit is not None and retries >= limit:
@@ -292,14 +298,6 @@ def _stores_results(task: celery.Task) -> bool | None:
     if task.ignore_result:
         return False
     return True if task.app.conf.result_backend else None
-
-
-def _refuse(name: str, what: str, why: str) -> None:
-    config.unsupported(
-        f"{name}: {what} has no equivalent in unijob ({why})",
-        "remove it, or set on_unsupported='warn' to drop it with a warning",
-        stacklevel=4,
-    )
 
 
 # --- results -----------------------------------------------------------------------------------------

@@ -126,7 +126,9 @@ def job(
     name = queue if isinstance(queue, str) else getattr(queue, "name", queue)
     for option in sorted(options):
         if options[option] not in (None, False):  # RQ's defaults say nothing
-            _refuse(f"@job({option}=...)", "the decorated function", _WHY.get(option, "it has no equivalent in unijob"))
+            config.no_equivalent(
+                "the decorated function", f"@job({option}=...)", _WHY.get(option, "it has no equivalent in unijob")
+            )
     return lambda function: adopt(function, queue=name, retry=retry)
 
 
@@ -150,11 +152,11 @@ class Queue:
         self.name = name
         self.backend = backend
         if default_timeout is not None:
-            _refuse("Queue(default_timeout=...)", f"queue {name!r}", _WHY["default_timeout"])
+            config.no_equivalent(f"queue {name!r}", "Queue(default_timeout=...)", _WHY["default_timeout"])
         if not is_async:
-            _refuse(
-                "Queue(is_async=False)",
+            config.no_equivalent(
                 f"queue {name!r}",
+                "Queue(is_async=False)",
                 "to run every job at once in the caller, configure the inline adapter (UNIJOB_ADAPTER=inline), "
                 "or use the unijob_test fixture in tests",
             )
@@ -222,12 +224,12 @@ def _enqueue(
     new = function.job_class(*args, **kwargs).apply(make_options(function.job_class.display_name, chosen))
     job_id, retry = rq_options.pop("job_id", None), rq_options.pop("retry", None)
     if retry is not None and not _same_retry(retry, getattr(function.job_class, "rq_retry", None)):
-        _refuse(
-            "enqueue(retry=...)", function.name, "a job retries as its @job(retry=...) or adopt(retry=...) says, for every call"
+        config.no_equivalent(
+            function.name, "enqueue(retry=...)", "a job retries as its @job(retry=...) or adopt(retry=...) says, for every call"
         )
     for option in sorted(rq_options):
         if rq_options[option] not in (None, False):
-            _refuse(f"enqueue({option}=...)", function.name, _WHY.get(option, "it has no equivalent in unijob"))
+            config.no_equivalent(function.name, f"enqueue({option}=...)", _WHY.get(option, "it has no equivalent in unijob"))
     if job_id is not None:
         new.job_id = str(job_id)
     new.enqueue()
@@ -243,14 +245,6 @@ def _same_retry(given: Any, adopted: Retry | None) -> bool:
         return int(given.max) == adopted.max and [float(i) for i in given.intervals] == adopted.intervals
     except (AttributeError, TypeError, ValueError):
         return False
-
-
-def _refuse(what: str, owner: str, why: str) -> None:
-    config.unsupported(
-        f"{owner}: {what} has no equivalent in unijob ({why})",
-        "remove it, or set on_unsupported='warn' to drop it with a warning",
-        stacklevel=4,
-    )
 
 
 class RQJob:

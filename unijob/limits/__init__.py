@@ -16,29 +16,22 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import weakref
 from typing import Final
 
 from unijob import config
-from unijob.adapters.base import Adapter
 from unijob.core import BaseJob
 from unijob.errors import DuplicateJobError
-from unijob.limits.stores import LimitStore, open_store
+from unijob.limits.stores import LimitStore, MemoryStore, RedisStore, SqliteStore
 from unijob.middleware import Middleware, Outcome
 from unijob.retry import PostponeJob
+from unijob.stores import FeatureStores
 
 POSTPONE_SECONDS: Final = (1.0, 2.0)  # a job waiting for a slot comes back after this long (at random)
 DEFAULT_LEASE: Final = 3600.0  # a slot is kept at most this long without its job's timeout (a lost job)
 
-_stores: weakref.WeakKeyDictionary[Adapter, LimitStore] = weakref.WeakKeyDictionary()
-
-
-def store_for(backend: str) -> LimitStore:
-    adapter = config.get_adapter(backend)
-    store = _stores.get(adapter)
-    if store is None:
-        store = _stores[adapter] = open_store(adapter.store_url())
-    return store
+store_for: FeatureStores[LimitStore] = FeatureStores(
+    "unique jobs and concurrency limits", redis=RedisStore, sqlite=SqliteStore, memory=MemoryStore
+)
 
 
 def unique_key(job: BaseJob) -> str:

@@ -4,12 +4,11 @@ gone for good) cannot hold a key or a slot for ever."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from typing import Protocol
 
-from unijob import urls
+from unijob.stores import SqliteTables
 
 
 class LimitStore(Protocol):
@@ -109,85 +108,38 @@ class RedisStore:
         self.client.zrem(f"unijob:slots:{key}", job_id)
 
 
-class SqliteStore:
-    """Tables in the SQLite file Huey already uses; every change one IMMEDIATE transaction."""
+class SqliteStore(SqliteTables):
+    """Tables in the SQLite file Huey already uses."""
 
-    _SCHEMA = (
+    SCHEMA = (
         "CREATE TABLE IF NOT EXISTS unijob_unique (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, until REAL NOT NULL)",
         "CREATE TABLE IF NOT EXISTS unijob_slots (key TEXT NOT NULL, job_id TEXT NOT NULL, until REAL NOT NULL, "
         "PRIMARY KEY (key, job_id))",
     )
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-        for statement in self._SCHEMA:
-            self._db().execute(statement)
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-        return db
-
-    def _transaction(self, body: str, *params: object) -> list[tuple[object, ...]]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            rows = db.execute(body, params).fetchall()
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return rows
-
     def claim(self, key: str, job_id: str, ttl: float) -> str | None:
         now = time.time()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as db:
             row = db.execute("SELECT job_id, until FROM unijob_unique WHERE key = ?", (key,)).fetchone()
             if row is not None and row[1] > now and row[0] != job_id:
-                db.execute("COMMIT")
                 return str(row[0])
             db.execute("INSERT OR REPLACE INTO unijob_unique (key, job_id, until) VALUES (?, ?, ?)", (key, job_id, now + ttl))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return None
+            return None
 
     def release(self, key: str, job_id: str) -> None:
-        self._transaction("DELETE FROM unijob_unique WHERE key = ? AND job_id = ?", key, job_id)
+        with self.transaction() as db:
+            db.execute("DELETE FROM unijob_unique WHERE key = ? AND job_id = ?", (key, job_id))
 
     def acquire_slot(self, key: str, job_id: str, limit: int, lease: float) -> bool:
         now = time.time()
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as db:
             db.execute("DELETE FROM unijob_slots WHERE key = ? AND until <= ?", (key, now))
             held = db.execute("SELECT job_id FROM unijob_slots WHERE key = ?", (key,)).fetchall()
             if job_id not in {row[0] for row in held} and len(held) >= limit:
-                db.execute("COMMIT")
                 return False
             db.execute("INSERT OR REPLACE INTO unijob_slots (key, job_id, until) VALUES (?, ?, ?)", (key, job_id, now + lease))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return True
+            return True
 
     def release_slot(self, key: str, job_id: str) -> None:
-        self._transaction("DELETE FROM unijob_slots WHERE key = ? AND job_id = ?", key, job_id)
-
-
-_memory = MemoryStore()
-
-
-def open_store(url: str) -> LimitStore:
-    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one of this process)."""
-    kind, where = urls.store_location(url, "unique jobs and concurrency limits")
-    if kind == "redis":
-        return RedisStore(where)
-    return SqliteStore(where) if kind == "sqlite" else _memory
+        with self.transaction() as db:
+            db.execute("DELETE FROM unijob_slots WHERE key = ? AND job_id = ?", (key, job_id))

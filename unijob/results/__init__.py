@@ -21,27 +21,21 @@ from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 from unijob import config, serializers
-from unijob.adapters.base import Adapter
 from unijob.constants import DEFAULT_BACKEND
 from unijob.core import BaseJob
 from unijob.errors import Error, JobNotFoundError, SerializationError
 from unijob.middleware import Middleware, Outcome
-from unijob.results.stores import ResultStore, Update, open_store
+from unijob.results.stores import MemoryStore, RedisStore, ResultStore, SqliteStore, Update
 from unijob.scheduling import utcnow
+from unijob.stores import FeatureStores
 
 Status = Literal["enqueued", "scheduled", "running", "retrying", "succeeded", "failed", "discarded"]
 FINISHED: Final = frozenset({"succeeded", "failed", "discarded"})
 
-_stores: weakref.WeakKeyDictionary[Adapter, ResultStore] = weakref.WeakKeyDictionary()
 _returned: weakref.WeakKeyDictionary[BaseJob, Any] = weakref.WeakKeyDictionary()  # serialized, between perform and finish
 
 
-def store_for(backend: str) -> ResultStore:
-    adapter = config.get_adapter(backend)
-    store = _stores.get(adapter)
-    if store is None:
-        store = _stores[adapter] = open_store(adapter.store_url())
-    return store
+store_for: FeatureStores[ResultStore] = FeatureStores("results", redis=RedisStore, sqlite=SqliteStore, memory=MemoryStore)
 
 
 @dataclasses.dataclass(frozen=True)

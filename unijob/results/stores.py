@@ -9,13 +9,12 @@ not go back to "enqueued". Every write sets the record's expiry.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from unijob import urls
+from unijob.stores import SqliteTables
 
 Update = tuple[str, Mapping[str, Any]]  # (job id, the fields to set: JSON values)
 
@@ -84,55 +83,26 @@ class RedisStore:
         return {name: json.loads(value) for name, value in raw.items()} or None
 
 
-class SqliteStore:
+class SqliteStore(SqliteTables):
     """A ``unijob_results`` table in the SQLite file Huey already uses; fields merge with ``json_patch``."""
 
-    _SCHEMA = "CREATE TABLE IF NOT EXISTS unijob_results (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL NOT NULL)"
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS unijob_results (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at REAL NOT NULL)",)
     _UPSERT = (
         "INSERT INTO unijob_results (id, record, expires_at) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
         "record = json_patch(record, excluded.record), expires_at = excluded.expires_at "
         "WHERE json_extract(record, '$.version') <= json_extract(excluded.record, '$.version')"
     )
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connection().execute(self._SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-        return db
-
     def write(self, updates: Sequence[Update], retention: float) -> None:
         expires = time.time() + retention
         rows = [(job_id, json.dumps(dict(fields)), expires) for job_id, fields in updates]
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as db:
             db.executemany(self._UPSERT, rows)
             db.execute("DELETE FROM unijob_results WHERE expires_at < ?", (time.time(),))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def read(self, job_id: str) -> dict[str, Any] | None:
-        row = self._connection().execute("SELECT record, expires_at FROM unijob_results WHERE id = ?", (job_id,)).fetchone()
+        row = self.connection().execute("SELECT record, expires_at FROM unijob_results WHERE id = ?", (job_id,)).fetchone()
         if row is None or row[1] < time.time():
             return None
         found: dict[str, Any] = json.loads(row[0])
         return found
-
-
-_memory = MemoryStore()
-
-
-def open_store(url: str) -> ResultStore:
-    """A store from a URL: ``redis://...``, ``sqlite:///path``, or ``memory://`` (the one of this process)."""
-    kind, where = urls.store_location(url, "results")
-    if kind == "redis":
-        return RedisStore(where)
-    return SqliteStore(where) if kind == "sqlite" else _memory

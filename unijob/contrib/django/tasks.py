@@ -35,9 +35,8 @@ import datetime as dt
 import difflib
 import os
 import socket
-import sys
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from django.apps import apps
@@ -45,7 +44,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils import timezone
 
-from unijob import config, middleware
+from unijob import config, middleware, serializers
 from unijob.constants import DEFAULT_BACKEND
 from unijob.contrib.django import APP, is_configured
 from unijob.core import BaseJob
@@ -172,24 +171,9 @@ def _run(job: BaseJob, path: str, alias: str, args: list[Any], kwargs: dict[str,
     return value
 
 
-def loaded(path: str) -> Any:
-    """What ``module.name`` is among the modules this process imported (never importing one), or None."""
-    module_name, _, qualname = path.rpartition(".")
-    while module_name:
-        module = sys.modules.get(module_name)
-        if module is not None:
-            found: Any = module
-            for part in qualname.split("."):
-                found = getattr(found, part, None)
-            return found
-        module_name, _, head = module_name.rpartition(".")
-        qualname = f"{head}.{qualname}"
-    return None
-
-
 def _task_at(path: str, where: str) -> Task[Any, Any]:
     """The Task at ``path``; ``ConfigurationError`` saying why there is none."""
-    found = loaded(path)
+    found = serializers.imported_object(path)
     if isinstance(found, Task):
         return found
     if found is None:
@@ -271,6 +255,26 @@ _RECORDS: Final = TaskRecords()
 # --- the backend --------------------------------------------------------------------------------
 
 
+class _Supports:
+    """A ``supports_*`` flag of Django's backend API, read from the adapter when asked (it is
+    built on first use); a value set on the backend (as Django's own tests do) wins."""
+
+    def __init__(self, read: Callable[[UnijobBackend], bool], doc: str) -> None:
+        self.read, self.__doc__ = read, doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, backend: UnijobBackend | None, owner: type | None = None) -> Any:
+        if backend is None:
+            return self
+        forced = backend._forced
+        return forced[self.name] if self.name in forced else self.read(backend)
+
+    def __set__(self, backend: UnijobBackend, value: bool) -> None:
+        backend._forced[self.name] = value
+
+
 class UnijobBackend(BaseTaskBackend):
     """Django Tasks on unijob: see the module's documentation."""
 
@@ -289,45 +293,25 @@ class UnijobBackend(BaseTaskBackend):
         """The adapter of the unijob backend that runs this backend's tasks."""
         return config.get_adapter(self.unijob_backend)
 
-    def _capability(self, name: str, flag: str) -> bool:
-        if name in self._forced:
-            return self._forced[name]
+    def _has(self, flag: str) -> bool:
         if not is_configured():
             return True  # before the app configured unijob; enqueue() checks again
         return bool(getattr(self.adapter().capabilities, flag))
 
-    @property
-    def supports_defer(self) -> bool:
-        """Tasks may have ``run_after``: the adapter takes a delay."""
-        return self._capability("supports_defer", "delay")
-
-    @supports_defer.setter
-    def supports_defer(self, value: bool) -> None:
-        self._forced["supports_defer"] = value
-
-    @property
-    def supports_priority(self) -> bool:
-        """The adapter honours a priority (not RQ, nor Dramatiq on Redis)."""
-        return self._capability("supports_priority", "priority")
-
-    @supports_priority.setter
-    def supports_priority(self, value: bool) -> None:
-        self._forced["supports_priority"] = value
-
-    @property
-    def supports_get_result(self) -> bool:
-        """Results can be read from any process: the backend has a result store (Redis, SQLite)."""
-        if "supports_get_result" in self._forced:
-            return self._forced["supports_get_result"]
+    def _has_store(self) -> bool:
         try:
             self.store()
         except Error:
             return False
         return True
 
-    @supports_get_result.setter
-    def supports_get_result(self, value: bool) -> None:
-        self._forced["supports_get_result"] = value
+    supports_defer = _Supports(lambda backend: backend._has("delay"), "Tasks may have ``run_after``: the adapter takes a delay.")
+    supports_priority = _Supports(
+        lambda backend: backend._has("priority"), "The adapter honours a priority (not RQ, nor Dramatiq on Redis)."
+    )
+    supports_get_result = _Supports(
+        lambda backend: backend._has_store(), "Results can be read from any process: the backend has a result store."
+    )
 
     # --- validation ---------------------------------------------------------------------------------
 
