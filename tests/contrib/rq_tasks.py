@@ -31,3 +31,9 @@ adopt(cleanup)
 def sync_group(token: str, group_id: int) -> int:  # group_id is its own keyword, as in RQ
     jobs.record(token, "sync_group", group_id=group_id)
     return group_id
+
+
+@job("default")
+def fetch_page(token: str, timeout: float) -> float:  # timeout is its own keyword: RQ's enqueue calls the limit job_timeout
+    jobs.record(token, "fetch_page", timeout=timeout)
+    return timeout

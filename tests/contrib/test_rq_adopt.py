@@ -14,7 +14,7 @@ import unijob
 from tests.contrib import rq_tasks as tasks
 from unijob import config
 from unijob.adapters.test import TestAdapter
-from unijob.contrib.rq import Job, NoSuchJobError, Queue, Retry, job
+from unijob.contrib.rq import DuplicateJobError, Job, NoSuchJobError, Queue, Retry, job
 
 
 def test_enqueue_a_function_by_reference_or_by_its_dotted_name(unijob_test: TestAdapter) -> None:
@@ -55,14 +55,60 @@ def test_job_id_maps_and_a_plain_function_must_be_adopted_first(unijob_test: Tes
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("job_timeout", 30), ("ttl", 60), ("result_ttl", 600), ("failure_ttl", 3600), ("at_front", True), ("meta", {"a": 1}),
+    [("job_timeout", -1), ("result_ttl", 600), ("failure_ttl", 3600), ("at_front", True), ("meta", {"a": 1}),
      ("depends_on", "other-id"), ("description", "x"), ("on_success", print), ("on_failure", print), ("retry", Retry(3)),
-     ("unique", True), ("rate_limit", object()), ("webhooks", ["https://example.com/hook"])],
+     ("rate_limit", object()), ("webhooks", ["https://example.com/hook"])],
 )  # fmt: skip
 def test_each_option_without_an_equivalent_raises_naming_it(unijob_test: TestAdapter, option: str, value: Any) -> None:
-    with pytest.raises(unijob.UnsupportedOptionError, match=rf"tests.contrib.rq_tasks.cleanup: enqueue\({option}=\.\.\.\)"):
+    with pytest.raises(unijob.UnsupportedOptionError, match=rf"tests.contrib.rq_tasks.cleanup: enqueue\({option}="):
         Queue().enqueue(tasks.cleanup, "t", **{option: value})
     assert unijob_test.enqueued_jobs == []
+
+
+def test_job_timeout_and_ttl_map_onto_the_time_limit_and_the_expiry(unijob_test: TestAdapter) -> None:
+    before = dt.datetime.now(dt.timezone.utc)
+    q = Queue()
+    q.enqueue(tasks.cleanup, "t", job_timeout=30, ttl=60)
+    q.enqueue(tasks.cleanup, "t", job_timeout="10m", ttl="2h")  # RQ's strings: digits and a unit
+    q.enqueue_call(tasks.cleanup, args=["t"], timeout="1h", ttl=-1)  # enqueue_call names it timeout; -1: never expires
+    q.enqueue(tasks.fetch_page, "t", timeout=5)  # in enqueue, timeout is the function's own keyword, as in RQ
+    first, second, third, fourth = unijob_test.enqueued_jobs
+    assert (first.timeout, second.timeout, third.timeout, fourth.timeout) == (30, 600, 3600, None)
+    assert first.expires_at is not None and second.expires_at is not None and third.expires_at is None
+    assert dt.timedelta(seconds=60) <= first.expires_at - before < dt.timedelta(seconds=70)
+    assert dt.timedelta(hours=2) <= second.expires_at - before < dt.timedelta(hours=2, seconds=10)
+    assert fourth.kwargs == {"timeout": 5}
+    with pytest.raises(ValueError, match=r"tests.contrib.rq_tasks.cleanup: ttl must be seconds .* not 'soon'"):
+        q.enqueue(tasks.cleanup, "t", ttl="soon")
+    assert len(unijob_test.enqueued_jobs) == 4
+
+
+def test_the_time_limit_of_a_queue_and_of_the_decorator_hold_for_every_call(unijob_test: TestAdapter) -> None:
+    q = Queue("slow", default_timeout="5m")
+    q.enqueue(tasks.cleanup, "t")
+    q.enqueue(tasks.cleanup, "t", job_timeout=20)  # the call's own wins, as in RQ
+
+    @job("default", timeout=90, ttl=600)
+    def nightly(token: str) -> None: ...
+
+    nightly.delay("t")
+    assert [found.timeout for found in unijob_test.enqueued_jobs] == [300, 20, 90]
+    assert unijob_test.enqueued_jobs[2].expires_at is not None
+    with pytest.raises(ValueError, match=r"queue 'q': default_timeout must be a positive number of seconds"):
+        Queue("q", default_timeout=0)
+
+
+def test_unique_with_a_job_id_refuses_a_second_job_of_that_id_until_the_first_ended(unijob_test: TestAdapter) -> None:
+    q = Queue()
+    q.enqueue(tasks.cleanup, "t", job_id="nightly-cleanup", unique=True)
+    with pytest.raises(DuplicateJobError) as refused:
+        q.enqueue(tasks.cleanup, "t", job_id="nightly-cleanup", unique=True)  # RQ raises its DuplicateJobError
+    assert refused.value.holder == "nightly-cleanup"
+    with pytest.raises(ValueError, match=r"enqueue\(unique=True\) requires an explicit job_id, as in RQ"):
+        q.enqueue(tasks.cleanup, "t", unique=True)
+    assert unijob_test.perform_enqueued_jobs() == 1
+    q.enqueue(tasks.cleanup, "t", job_id="nightly-cleanup", unique=True)  # the first one ended: the id is free again
+    assert len(unijob_test.enqueued_jobs) == 1
 
 
 def test_the_retry_of_the_job_decorator_maps_onto_retry_on(unijob_test: TestAdapter) -> None:
@@ -101,8 +147,8 @@ def test_the_job_decorator_takes_an_rq_queue_and_delay_takes_rqs_own_options(uni
     unijob_test.assert_enqueued(nightly, args=["t"], kwargs={}, count=2)
     with pytest.raises(unijob.UnsupportedOptionError, match=r"enqueue\(depends_on=\.\.\.\)"):
         nightly.delay("t", depends_on="nightly-1")
-    with pytest.raises(unijob.UnsupportedOptionError, match=r"@job\(timeout=\.\.\.\)"):
-        job("default", connection=Redis(), timeout=30)
+    with pytest.raises(unijob.UnsupportedOptionError, match=r"@job\(result_ttl=\.\.\.\)"):
+        job("default", connection=Redis(), result_ttl=30)
     job("default", connection=Redis(), timeout=None, at_front=False)  # RQ's defaults: nothing to refuse
 
 
@@ -121,12 +167,9 @@ def test_a_call_site_may_repeat_the_functions_own_retry_with_rqs_retry(unijob_te
     assert len(unijob_test.enqueued_jobs) == 1
 
 
-@pytest.mark.parametrize(
-    ("options", "refused"), [({"is_async": False}, "is_async=False"), ({"default_timeout": 60}, "default_timeout")]
-)
-def test_queue_options_without_an_equivalent_raise(unijob_test: TestAdapter, options: dict[str, Any], refused: str) -> None:
-    with pytest.raises(unijob.UnsupportedOptionError, match=rf"queue 'default': Queue\({refused}"):
-        Queue("default", **options)
+def test_queue_options_without_an_equivalent_raise(unijob_test: TestAdapter) -> None:
+    with pytest.raises(unijob.UnsupportedOptionError, match=r"queue 'default': Queue\(is_async=False"):
+        Queue("default", is_async=False)
     Queue("default", connection=Redis(), serializer=JSONSerializer, job_class=rq.job.Job)  # accepted, unused
 
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 from unijob import config, registry
 from unijob.constants import DEFAULT_BACKEND, DEFAULT_QUEUE
 from unijob.core import BaseJob
-from unijob.errors import ConfigurationError, JobNotFoundError
+from unijob.errors import ConfigurationError, DuplicateJobError, JobNotFoundError
 from unijob.job import FunctionJob, JobFunction
 from unijob.job import job as unijob_job
 from unijob.options import make_options
@@ -46,9 +46,6 @@ RQ_STATUSES: Final = {
     "discarded": "failed",
 }
 _WHY: Final = {
-    "job_timeout": "a time limit per call is not supported: the rq adapter's job_timeout option sets one for its backend",
-    "timeout": "a time limit per call is not supported: the rq adapter's job_timeout option sets one for its backend",
-    "ttl": "expiry is not supported yet",
     "result_ttl": "RQ keeps results as the rq adapter's result_ttl option says, unijob's records for result_retention",
     "failure_ttl": "RQ keeps failures as the rq adapter's failure_ttl option says, unijob's records for result_retention",
     "at_front": "a job cannot jump its queue: use a queue of its own",
@@ -62,12 +59,40 @@ _WHY: Final = {
     "pipeline": "unijob enqueues each job itself",
     "rate_limit": "rate limits are not supported",
     "webhooks": "webhooks are not supported: subscribe to unijob's events",
-    "unique": "unique jobs are not supported",
     "queue_class": "unijob's Queue is the only queue class",
-    "default_timeout": "a time limit per queue is not supported: the rq adapter's job_timeout option sets one for its backend",
 }
-_CALL_OPTIONS: Final = frozenset({*_WHY, "job_id", "retry", "args", "kwargs"}) - {"queue_class", "default_timeout"}
+# What RQ's Queue.enqueue takes out of the keywords (rq/queue.py parse_args); the rest are the job's.
+_ENQUEUE_OPTIONS: Final = frozenset({*_WHY, "job_timeout", "ttl", "unique", "job_id", "retry", "args", "kwargs"}) - {
+    "queue_class"
+}
 _DELAY_OPTIONS: Final = ("depends_on", "job_id", "at_front")  # what RQ's ``.delay`` takes out of the keywords
+_DECORATOR_DEFAULTS: Final = ("timeout", "ttl")  # @job options that RQ's .delay passes on to every call
+_NO_LIMIT: Final = "a call cannot lift its backend's time limit: set the rq adapter's job_timeout option"
+_UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def rq_seconds(owner: str, option: str, value: object) -> int | None:
+    """A duration as RQ reads one (``rq.utils.parse_timeout``): seconds as a number or a string of
+    digits, or digits and a unit (``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``); ``-1`` is RQ's "no
+    limit", returned as None."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, (int, float)):
+            seconds = int(value)
+        elif isinstance(value, str) and value[-1:].lower() in _UNITS:
+            seconds = int(value[:-1]) * _UNITS[value[-1:].lower()]
+        else:
+            seconds = int(value)  # type: ignore[call-overload]
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{owner}: {option} must be seconds (an integer), or digits and a unit such as '10m' or '2h', as in RQ; not {value!r}"
+        ) from None
+    if seconds == -1:
+        return None
+    if seconds <= 0:
+        raise ValueError(f"{owner}: {option} must be a positive number of seconds (or -1, no limit), not {value!r}")
+    return seconds
 
 
 class Retry:
@@ -98,6 +123,12 @@ def adopt(
 ) -> JobFunction[..., Any]:
     """Make ``function`` a unijob job named as RQ names it (``module.function``), its result kept as
     RQ keeps it. Call it where the function is defined, so that the worker knows it."""
+    return _adopt(function, queue=queue, retry=retry, backend=backend, delay_defaults={})
+
+
+def _adopt(
+    function: Callable[..., Any], *, queue: str, retry: Retry | None, backend: str, delay_defaults: dict[str, Any]
+) -> JobFunction[..., Any]:
     if isinstance(function, JobFunction):
         return function
     adopted = unijob_job(queue=queue, backend=backend, name=f"{function.__module__}.{function.__qualname__}", store_result=True)(
@@ -108,8 +139,9 @@ def adopt(
         adopted.job_class.rq_retry = retry  # type: ignore[attr-defined]
 
     def delay(*args: Any, **kwargs: Any) -> RQJob:
-        """As RQ's ``.delay``: ``job_id``, ``depends_on`` and ``at_front`` are options, the rest the job's."""
-        options: dict[str, Any] = {key: kwargs.pop(key) for key in _DELAY_OPTIONS if key in kwargs}
+        """As RQ's ``.delay``: ``job_id``, ``depends_on`` and ``at_front`` are options, the rest the
+        job's; the decorator's ``timeout`` and ``ttl`` hold for every call."""
+        options: dict[str, Any] = {**delay_defaults, **{key: kwargs.pop(key) for key in _DELAY_OPTIONS if key in kwargs}}
         return _enqueue(adopted, args, kwargs, options, {})
 
     adopted.delay = adopted.enqueue = delay  # type: ignore[attr-defined]  # RQ gives both names
@@ -122,14 +154,16 @@ def job(
     """RQ's ``@job(queue, connection=...)`` decorator: the function becomes an adopted job with
     ``.delay(*args, **kwargs)`` (also named ``.enqueue``, as RQ names it). ``queue`` is a name or a
     queue object (this module's ``Queue``, or RQ's own: its name is used). ``connection`` is
-    accepted and unused: the configured backend decides where jobs go."""
+    accepted and unused: the configured backend decides where jobs go. ``timeout`` and ``ttl``
+    hold for every ``.delay()``, as in RQ."""
     name = queue if isinstance(queue, str) else getattr(queue, "name", queue)
+    defaults = {option: options.pop(option) for option in _DECORATOR_DEFAULTS if options.get(option) is not None}
     for option in sorted(options):
         if options[option] not in (None, False):  # RQ's defaults say nothing
             config.no_equivalent(
                 "the decorated function", f"@job({option}=...)", _WHY.get(option, "it has no equivalent in unijob")
             )
-    return lambda function: adopt(function, queue=name, retry=retry)
+    return lambda function: _adopt(function, queue=name, retry=retry, backend=DEFAULT_BACKEND, delay_defaults=defaults)
 
 
 class Queue:
@@ -151,8 +185,9 @@ class Queue:
     ) -> None:
         self.name = name
         self.backend = backend
-        if default_timeout is not None:
-            config.no_equivalent(f"queue {name!r}", "Queue(default_timeout=...)", _WHY["default_timeout"])
+        self.default_timeout = (
+            None if default_timeout is None else rq_seconds(f"queue {name!r}", "default_timeout", default_timeout)
+        )
         if not is_async:
             config.no_equivalent(
                 f"queue {name!r}",
@@ -190,7 +225,9 @@ class Queue:
     ) -> RQJob:
         """As RQ does, the options it knows are taken out of ``kwargs``; the rest are the job's."""
         if options is None:
-            options = {key: kwargs.pop(key) for key in list(kwargs) if key in _CALL_OPTIONS}
+            options = {key: kwargs.pop(key) for key in list(kwargs) if key in _ENQUEUE_OPTIONS}
+        if self.default_timeout is not None and options.get("job_timeout", options.get("timeout")) is None:
+            options["timeout"] = self.default_timeout
         return _enqueue(_adopted(f), args, kwargs, options, {"queue": self.name, "backend": self.backend, **when})
 
     def __repr__(self) -> str:
@@ -221,8 +258,9 @@ def _enqueue(
 ) -> RQJob:
     if rq_options.get("args") is not None or rq_options.get("kwargs") is not None:
         args, kwargs = (*args, *(rq_options.pop("args") or ())), {**kwargs, **(rq_options.pop("kwargs") or {})}
-    new = function.job_class(*args, **kwargs).apply(make_options(function.job_class.display_name, chosen))
     job_id, retry = rq_options.pop("job_id", None), rq_options.pop("retry", None)
+    chosen = {**chosen, **_mapped(function.name, rq_options, job_id)}
+    new = function.job_class(*args, **kwargs).apply(make_options(function.job_class.display_name, chosen))
     if retry is not None and not _same_retry(retry, getattr(function.job_class, "rq_retry", None)):
         config.no_equivalent(
             function.name, "enqueue(retry=...)", "a job retries as its @job(retry=...) or adopt(retry=...) says, for every call"
@@ -233,7 +271,31 @@ def _enqueue(
     if job_id is not None:
         new.job_id = str(job_id)
     new.enqueue()
+    if isinstance(new.enqueue_error, DuplicateJobError):
+        raise new.enqueue_error  # as RQ's enqueue(unique=True) raises
     return RQJob(new.job_id, new.backend, name=function.name, origin=new.queue)
+
+
+def _mapped(owner: str, rq_options: dict[str, Any], job_id: object) -> dict[str, Any]:
+    """The RQ options that map onto ``set()`` options, taken out of ``rq_options``: ``job_timeout``
+    (``timeout`` in ``enqueue_call`` and ``@job``) is a hard time limit, ``ttl`` the time a job may
+    wait before it is discarded, ``unique=True`` (with the ``job_id`` RQ requires) a unique key."""
+    chosen: dict[str, Any] = {}
+    for option in ("job_timeout", "timeout"):
+        if (value := rq_options.pop(option, None)) is None:
+            continue
+        seconds = rq_seconds(owner, option, value)
+        if seconds is None:
+            config.no_equivalent(owner, f"enqueue({option}=-1)", _NO_LIMIT)
+        else:
+            chosen["timeout"] = seconds
+    if (ttl := rq_options.pop("ttl", None)) is not None and (seconds := rq_seconds(owner, "ttl", ttl)) is not None:
+        chosen["expires"] = dt.timedelta(seconds=seconds)
+    if rq_options.pop("unique", False):
+        if job_id is None:
+            raise ValueError(f"{owner}: enqueue(unique=True) requires an explicit job_id, as in RQ")
+        chosen["unique_key"] = f"rq:{job_id}"
+    return chosen
 
 
 def _same_retry(given: Any, adopted: Retry | None) -> bool:

@@ -45,7 +45,7 @@ def unique_key(job: BaseJob) -> str:
 
 class LimitsMiddleware(Middleware):
     def before_send(self, job: BaseJob) -> None:
-        if not job.unique or job.executions:  # a retry of a unique job holds its key already
+        if not job.unique or job.executions or job.postponements:  # a retry or a postponed job holds its key already
             return
         job.unique_key = unique_key(job)
         holder = store_for(job.backend).claim(job.unique_key, job.job_id, config.settings().unique_for)

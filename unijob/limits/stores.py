@@ -13,7 +13,8 @@ from unijob.stores import SqliteTables
 
 class LimitStore(Protocol):
     def claim(self, key: str, job_id: str, ttl: float) -> str | None:
-        """Take ``key`` for ``job_id``; None if taken now (or already by this job), else its holder."""
+        """Take ``key`` for ``job_id``; None if taken now, else its holder (``job_id`` itself when a
+        job of that id holds it: enqueueing an id again is a duplicate, as in RQ)."""
         ...
 
     def release(self, key: str, job_id: str) -> None:
@@ -36,7 +37,7 @@ class MemoryStore:
     def claim(self, key: str, job_id: str, ttl: float) -> str | None:
         with self._lock:
             holder = self._keys.get(key)
-            if holder is not None and holder[1] > time.time() and holder[0] != job_id:
+            if holder is not None and holder[1] > time.time():
                 return holder[0]
             self._keys[key] = (job_id, time.time() + ttl)
             return None
@@ -65,7 +66,7 @@ class MemoryStore:
 # KEYS = the key; ARGV = job id, ttl (ms). Returns the holder, or false when claimed now.
 _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return holder end
+if holder then return holder end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
@@ -121,7 +122,7 @@ class SqliteStore(SqliteTables):
         now = time.time()
         with self.transaction() as db:
             row = db.execute("SELECT job_id, until FROM unijob_unique WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[1] > now and row[0] != job_id:
+            if row is not None and row[1] > now:
                 return str(row[0])
             db.execute("INSERT OR REPLACE INTO unijob_unique (key, job_id, until) VALUES (?, ?, ?)", (key, job_id, now + ttl))
             return None
