@@ -1,4 +1,4 @@
-"""The ``unijob`` command: ``demo`` and ``worker``."""
+"""The ``unijob`` command: ``demo``, ``worker``, ``enqueue``, ``inspect`` and ``scheduler``."""
 
 from __future__ import annotations
 
