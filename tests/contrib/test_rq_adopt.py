@@ -104,6 +104,7 @@ def test_unique_with_a_job_id_refuses_a_second_job_of_that_id_until_the_first_en
     with pytest.raises(DuplicateJobError) as refused:
         q.enqueue(tasks.cleanup, "t", job_id="nightly-cleanup", unique=True)  # RQ raises its DuplicateJobError
     assert refused.value.holder == "nightly-cleanup"
+    assert Job.fetch("nightly-cleanup").get_status() == "queued"  # the refused one left the first one's record alone
     with pytest.raises(ValueError, match=r"enqueue\(unique=True\) requires an explicit job_id, as in RQ"):
         q.enqueue(tasks.cleanup, "t", unique=True)
     assert unijob_test.perform_enqueued_jobs() == 1

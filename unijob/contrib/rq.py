@@ -71,7 +71,7 @@ _NO_LIMIT: Final = "a call cannot lift its backend's time limit: set the rq adap
 _UNITS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def rq_seconds(owner: str, option: str, value: object) -> int | None:
+def _rq_seconds(owner: str, option: str, value: object) -> int | None:
     """A duration as RQ reads one (``rq.utils.parse_timeout``): seconds as a number or a string of
     digits, or digits and a unit (``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``); ``-1`` is RQ's "no
     limit", returned as None."""
@@ -186,7 +186,7 @@ class Queue:
         self.name = name
         self.backend = backend
         self.default_timeout = (
-            None if default_timeout is None else rq_seconds(f"queue {name!r}", "default_timeout", default_timeout)
+            None if default_timeout is None else _rq_seconds(f"queue {name!r}", "default_timeout", default_timeout)
         )
         if not is_async:
             config.no_equivalent(
@@ -284,12 +284,12 @@ def _mapped(owner: str, rq_options: dict[str, Any], job_id: object) -> dict[str,
     for option in ("job_timeout", "timeout"):
         if (value := rq_options.pop(option, None)) is None:
             continue
-        seconds = rq_seconds(owner, option, value)
+        seconds = _rq_seconds(owner, option, value)
         if seconds is None:
             config.no_equivalent(owner, f"enqueue({option}=-1)", _NO_LIMIT)
         else:
             chosen["timeout"] = seconds
-    if (ttl := rq_options.pop("ttl", None)) is not None and (seconds := rq_seconds(owner, "ttl", ttl)) is not None:
+    if (ttl := rq_options.pop("ttl", None)) is not None and (seconds := _rq_seconds(owner, "ttl", ttl)) is not None:
         chosen["expires"] = dt.timedelta(seconds=seconds)
     if rq_options.pop("unique", False):
         if job_id is None:
