@@ -55,7 +55,7 @@ _WHY: Final = {
     "on_success": "callbacks are not supported: use a unijob batch",
     "on_failure": "callbacks are not supported: use a unijob batch with on_discard",
     "on_stopped": "callbacks are not supported",
-    "repeat": "repeated jobs are not supported yet",
+    "repeat": "a job runs once: for one that comes back on a schedule, use a recurring job (unijob.recurring)",
     "pipeline": "unijob enqueues each job itself",
     "rate_limit": "rate limits are not supported",
     "webhooks": "webhooks are not supported: subscribe to unijob's events",
