@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery, signals
+from celery.exceptions import DuplicateTaskNameWarning
 from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 from kombu.message import Message
@@ -43,7 +45,7 @@ from tests.harnesses.celery_redis import CeleryRedisHarness
 from unijob import config, serializers
 from unijob.adapters import celery_wire
 from unijob.adapters.celery import CeleryAdapter
-from unijob.adapters.celery_worker import command, pending, register_jobs
+from unijob.adapters.celery_worker import command, pending, register_jobs, register_tasks
 from unijob.envelope import Envelope
 
 BROKERS = ["celery-redis", "celery-rabbitmq"]
@@ -583,6 +585,19 @@ def test_an_existing_celery_app_is_used_by_import_path(token: str) -> None:
         existing_app.loader.import_default_modules()
         assert {"tests.jobs.echo", "tests.jobs.Flaky"} <= set(existing_app.tasks)
         assert existing_app.tasks["tests.jobs.echo"].max_retries == 0
+
+
+def test_an_apps_own_copy_of_an_adopted_task_is_replaced_by_unijobs_bound_tasks_too() -> None:
+    """``@app.task`` is shared: a second app of the process gets a copy of each adopted task when it
+    is finalized. Its worker must run unijob's task under that name, not the plain copy (which
+    Celery would keep, with a DuplicateTaskNameWarning)."""
+    other = Celery("other", broker=REDIS_URL, set_as_current=False)  # not finalized yet
+    with config.override(adapter="celery", imports=["tests.contrib.celery_tasks"], celery_app=f"{__name__}:existing_app"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DuplicateTaskNameWarning)
+            register_tasks(adapter(), other)
+        for name in ("add", "bound", "flaky"):  # bound: bind=True
+            assert other.tasks[f"tests.contrib.celery_tasks.{name}"].unijob_adapter is adapter()
 
 
 def test_options_are_checked() -> None:

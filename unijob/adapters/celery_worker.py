@@ -72,16 +72,16 @@ def register_tasks(adapter: CeleryAdapter, app: celery.Celery | None = None) -> 
     jobs = worker.load_jobs()
     body = _task_body(adapter)
     signals.task_failure.connect(_count_lost, weak=False, dispatch_uid="unijob-count-lost")
+    if not app.finalized and any(getattr(job_class, "celery_task", None) is not None for job_class in jobs.values()):
+        # Adopted tasks and the app's shared copies of them must be in place to be replaced: an app
+        # finalized later would add them beside unijob's tasks (Celery's DuplicateTaskNameWarning).
+        app.finalize()
     for name, job_class in jobs.items():
         existing = app._tasks.get(name)
         if existing is not None and getattr(existing, "unijob_adapter", None) is adapter:
             continue  # registered by an earlier call (register_jobs registers twice)
         if existing is not None and _is_adopted(existing, job_class):
-            # An adopted task: its messages now run through unijob (which calls its function).
-            # Finalize the app first: finalizing re-creates a shared task whose name is missing,
-            # and that task, not unijob's, would take the name.
-            app.finalize()
-            del app._tasks[name]
+            del app._tasks[name]  # an adopted task: its messages now run through unijob (which calls its function)
         app.task(
             name=name,
             bind=True,
@@ -111,9 +111,14 @@ def _is_adopted(task: celery.Task, job_class: type) -> bool:
     shared by default: every app of the process gets a task of its own for the function)."""
     if getattr(task, "unijob_job", None) is job_class:
         return True
-    adopted = getattr(job_class, "celery_task", None)
-    function = getattr(adopted, "__wrapped__", None)
-    return function is not None and getattr(task, "__wrapped__", None) is function
+    function = _function_of(getattr(job_class, "celery_task", None))
+    return function is not None and _function_of(task) is function
+
+
+def _function_of(task: object) -> object:
+    """The function a task was made from (of a ``bind=True`` task, ``__wrapped__`` is a bound method)."""
+    wrapped = getattr(task, "__wrapped__", None)
+    return getattr(wrapped, "__func__", wrapped)
 
 
 def _task_body(adapter: CeleryAdapter) -> Callable[..., Any]:
