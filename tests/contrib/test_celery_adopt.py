@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from unittest import mock
 
@@ -62,11 +63,17 @@ def test_each_apply_async_option_maps(unijob_test: TestAdapter, options: dict[st
 
 @pytest.mark.parametrize(
     "option",
-    ["headers", "link", "link_error", "chain", "chord", "group_id", "shadow", "exchange", "routing_key",
-     "soft_time_limit", "retry", "ignore_result_false"],
+    ["headers", "link", "link_error", "chain", "chord", "group_id", "group_index", "shadow", "exchange", "routing_key",
+     "soft_time_limit", "serializer", "compression", "retry", "retry_policy", "ignore_result_false"],
 )  # fmt: skip
 def test_each_option_without_an_equivalent_raises_naming_it(unijob_test: TestAdapter, option: str) -> None:
-    value: Any = {"retry": True, "headers": {"x": 1}}.get(option, 10)
+    value: Any = {
+        "retry": True,
+        "headers": {"x": 1},
+        "serializer": "pickle",
+        "compression": "zlib",
+        "retry_policy": {"max_retries": 3},
+    }.get(option, 10)
     name = option
     if option == "ignore_result_false":
         name, value = "ignore_result", False
@@ -197,11 +204,26 @@ def test_time_limits_and_expiry_map_and_app_wide_defaults_do_not_stop_adoption(u
     own.delay()
     (job,) = unijob_test.enqueued_jobs
     assert job.timeout == 10.0 and job.expires_at is not None
-    with pytest.raises(unijob.UnsupportedOptionError, match=r"limits.soft: @app.task\(soft_time_limit=\.\.\.\)"):
 
-        @adopt
-        @app.task(name="limits.soft", soft_time_limit=5)
-        def soft() -> None: ...
+
+@pytest.mark.parametrize(
+    ("option", "value", "refused"),
+    [("soft_time_limit", 5, "soft_time_limit=..."), ("rate_limit", "10/s", "rate_limit=..."),
+     ("serializer", "pickle", "serializer='pickle'")],
+)  # fmt: skip
+def test_each_task_option_without_an_equivalent_refuses_the_adoption(option: str, value: Any, refused: str) -> None:
+    from celery import Celery
+
+    from unijob.contrib.celery import adopt
+
+    app = Celery("refused", broker="memory://", set_as_current=False)
+
+    def nightly() -> None: ...
+
+    task = app.task(name=f"refused.{option}", **{option: value})(nightly)
+    with pytest.raises(unijob.UnsupportedOptionError, match=rf"refused.{option}: @app.task\({re.escape(refused)}\)"):
+        adopt(task)
+    assert getattr(task, "unijob_job", None) is None  # nothing adopted by halves
 
 
 def test_get_on_a_task_that_keeps_no_result_raises_at_once_as_celery_does(unijob_test: TestAdapter) -> None:
