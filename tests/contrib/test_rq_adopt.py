@@ -57,7 +57,8 @@ def test_job_id_maps_and_a_plain_function_must_be_adopted_first(unijob_test: Tes
     ("option", "value"),
     [("job_timeout", -1), ("result_ttl", 600), ("failure_ttl", 3600), ("at_front", True), ("meta", {"a": 1}),
      ("depends_on", "other-id"), ("description", "x"), ("on_success", print), ("on_failure", print), ("retry", Retry(3)),
-     ("rate_limit", object()), ("webhooks", ["https://example.com/hook"])],
+     ("on_stopped", print), ("repeat", object()), ("pipeline", object()), ("rate_limit", object()),
+     ("webhooks", ["https://example.com/hook"])],
 )  # fmt: skip
 def test_each_option_without_an_equivalent_raises_naming_it(unijob_test: TestAdapter, option: str, value: Any) -> None:
     with pytest.raises(unijob.UnsupportedOptionError, match=rf"tests.contrib.rq_tasks.cleanup: enqueue\({option}="):
