@@ -78,6 +78,7 @@ class BaseJob:
         self.executions = 0
         self.exception_executions: dict[str, int] = {}
         self.postponements = 0
+        self.headers: dict[str, Any] | None = None  # custom headers of the call, carried to the worker
         self.batch_id: str | None = None
         self.provider_job_id: str | None = None
         self.successfully_enqueued = False
@@ -179,6 +180,7 @@ class BaseJob:
             concurrency_key=self.concurrency_key if self.concurrency_limit else None,
             concurrency_limit=self.concurrency_limit if self.concurrency_key else None,
             postponements=self.postponements,
+            headers=self.headers,
         )
 
     @classmethod
@@ -199,6 +201,7 @@ class BaseJob:
         job.unique = envelope.unique_key is not None
         job.concurrency_key, job.concurrency_limit = envelope.concurrency_key, envelope.concurrency_limit
         job.postponements = envelope.postponements
+        job.headers = dict(envelope.headers) if envelope.headers else None
         job.serialized = (envelope.args, envelope.kwargs)
         job.successfully_enqueued = True
         return job
@@ -219,7 +222,7 @@ class BaseJob:
             self.unique_key,
         )
         retry.concurrency_key, retry.concurrency_limit = self.concurrency_key, self.concurrency_limit
-        retry.postponements = self.postponements
+        retry.postponements, retry.headers = self.postponements, self.headers
         retry.serialized = self.serialized
         retry.wait = dt.timedelta(seconds=wait) if wait > 0 else None
         return retry

@@ -55,6 +55,7 @@ class Envelope:
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
     postponements: int = 0  # times it waited for a concurrency slot (not attempts)
+    headers: Mapping[str, Any] | None = None  # custom headers of the call (an adopted Celery apply_async(headers=))
 
     def meta(self) -> dict[str, Any]:
         """Everything but the arguments, as JSON-compatible values (for native headers)."""
@@ -80,6 +81,8 @@ class Envelope:
             meta["concurrency_key"], meta["concurrency_limit"] = self.concurrency_key, self.concurrency_limit
         if self.postponements:
             meta["postponements"] = self.postponements
+        if self.headers:
+            meta["headers"] = dict(self.headers)
         return meta
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,7 @@ class Envelope:
                 concurrency_key=_optional(data, "concurrency_key", str),
                 concurrency_limit=_limit(data.get("concurrency_limit")),
                 postponements=_count(data.get("postponements") or 0, "postponements"),
+                headers=_headers(data.get("headers")),
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise EnvelopeError(f"malformed unijob envelope: {exc}") from None
@@ -197,3 +201,11 @@ def _parse_time(data: Mapping[str, Any], key: str) -> dt.datetime | None:
         return None
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _headers(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        raise ValueError(f"headers must be an object of named values, not {type(value).__name__}")
+    return value

@@ -174,6 +174,29 @@ def test_jobs_run_in_priority_order_and_a_burst_worker_drains_and_exits(configur
     assert time.time() - started < 60
 
 
+def test_an_adopted_tasks_custom_headers_travel_natively_and_reach_it_in_the_worker(configured: Harness, token: str) -> None:
+    from tests.contrib import celery_tasks
+    from unijob.contrib.celery import new_job
+
+    celery_tasks.traced.apply_async((token,), queue=f"wire-{token}", headers={"trace_id": "one"})
+    message = take(adapter(), f"wire-{token}")
+    assert message.headers["trace_id"] == "one"  # a plain Celery worker sees it as Celery's own would be
+    queue = f"headers-{token}"
+    celery_tasks.traced.apply_async((token,), queue=queue, headers={"trace_id": "two"})
+    bulk = [new_job(celery_tasks.traced, (token,), None, queue=queue, headers={"trace_id": "three"})]
+    assert unijob.perform_all_later(bulk) == 1  # on Redis: the pipelined wire path
+    wait_until(lambda: pending(adapter(), [queue], 2) == 2, timeout=10, message="two pending jobs")
+
+    env = {**configured.env(), "UNIJOB_IMPORTS": "tests.jobs,tests.contrib.celery_tasks"}
+    done = subprocess.run(
+        [python_bin("unijob"), "worker", "--burst", "--queues", queue, "--concurrency", "1"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = sorted((r["trace_id"], r["headers"]["trace_id"]) for r in jobs.records(token))
+    assert seen == [("three", "three"), ("two", "two")]
+
+
 def test_a_long_delay_hops_below_the_visibility_timeout_and_runs_once(token: str) -> None:
     """Redis redelivers a message held past visibility_timeout: a plain Celery ETA beyond it runs
     several times. unijob hands the broker hops of at most half of it, and runs the job once, on time."""

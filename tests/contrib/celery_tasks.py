@@ -39,3 +39,9 @@ def flaky(token: str, fail_times: int) -> str:
     if len(jobs.records(token)) <= fail_times:
         raise Unavailable("not yet")
     return "ok"
+
+
+@adopt
+@app.task(bind=True)
+def traced(self, token: str) -> None:  # reads the call's custom headers, as Celery code does
+    jobs.record(token, "traced", headers=self.request.headers, trace_id=getattr(self.request, "trace_id", None))

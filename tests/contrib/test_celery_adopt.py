@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from typing import Any
 from unittest import mock
 
@@ -63,13 +64,12 @@ def test_each_apply_async_option_maps(unijob_test: TestAdapter, options: dict[st
 
 @pytest.mark.parametrize(
     "option",
-    ["headers", "link", "link_error", "chain", "chord", "group_id", "group_index", "shadow", "exchange", "routing_key",
+    ["link", "link_error", "chain", "chord", "group_id", "group_index", "shadow", "exchange", "routing_key",
      "soft_time_limit", "serializer", "compression", "retry", "retry_policy", "ignore_result_false"],
 )  # fmt: skip
 def test_each_option_without_an_equivalent_raises_naming_it(unijob_test: TestAdapter, option: str) -> None:
     value: Any = {
         "retry": True,
-        "headers": {"x": 1},
         "serializer": "pickle",
         "compression": "zlib",
         "retry_policy": {"max_retries": 3},
@@ -80,6 +80,31 @@ def test_each_option_without_an_equivalent_raises_naming_it(unijob_test: TestAda
     with pytest.raises(unijob.UnsupportedOptionError, match=rf"tests.contrib.celery_tasks.add: apply_async\({name}=\.\.\.\)"):
         tasks.add.apply_async(("t", 1, 2), **{name: value})
     assert unijob_test.enqueued_jobs == []  # nothing was sent
+
+
+def test_custom_headers_reach_the_task_as_celerys_request_holds_them(unijob_test: TestAdapter) -> None:
+    token = f"headers-{uuid.uuid4().hex}"
+    tasks.traced.apply_async((token,), headers={"trace_id": "abc", "tenant": 7})
+    (job,) = unijob_test.enqueued_jobs
+    assert job.headers == {"trace_id": "abc", "tenant": 7}
+    unijob_test.perform_enqueued_jobs()
+    (seen,) = jobs.records(token)
+    assert (seen["headers"], seen["trace_id"]) == ({"trace_id": "abc", "tenant": 7}, "abc")
+
+
+@pytest.mark.parametrize(
+    ("headers", "error", "message"),
+    [({"id": "x"}, ValueError, "cannot set 'id': Celery or unijob sets that header itself"),
+     ({"unijob": {}}, ValueError, "cannot set 'unijob'"),
+     ({"when": dt.datetime(2030, 1, 1)}, unijob.SerializationError, "must hold JSON values"),
+     (["trace_id"], TypeError, "takes a dict of header names to values")],
+)  # fmt: skip
+def test_headers_celery_sets_itself_or_that_are_not_json_are_refused(
+    unijob_test: TestAdapter, headers: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=rf"tests.contrib.celery_tasks.traced: apply_async\(headers=\.\.\.\) {re.escape(message)}"):
+        tasks.traced.apply_async(("t",), headers=headers)
+    assert unijob_test.enqueued_jobs == []
 
 
 def test_an_unsupported_option_warns_and_is_dropped_with_on_unsupported_warn() -> None:

@@ -239,7 +239,7 @@ class CeleryAdapter(Adapter):
             queue=envelope.queue,
             eta=self.eta(envelope.scheduled_at),
             priority=priority,
-            headers={HEADER: envelope.meta()},
+            headers={**(envelope.headers or {}), HEADER: envelope.meta()},
             producer=producer,
             retry=False,  # fail fast; unijob reports the error
             ignore_result=True,

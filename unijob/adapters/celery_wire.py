@@ -175,6 +175,7 @@ class RedisWire:
                 "replaced_task_nesting": 0,
                 "stamped_headers": None,
                 "stamps": {},
+                **(envelope.headers or {}),  # an adopted task's apply_async(headers=), as Celery merges them
                 HEADER: envelope.meta(),
             }
             body = encode([args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])

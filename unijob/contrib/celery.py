@@ -22,15 +22,17 @@ table of every option: docs/migrating-from-celery.md.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final
 
 from unijob import config, serializers
+from unijob.adapters.celery_wire import HEADER
 from unijob.constants import DEFAULT_BACKEND
 from unijob.enqueuing import perform_all_later
-from unijob.errors import BackendNotInstalledError, ConfigurationError, JobNotFoundError
+from unijob.errors import BackendNotInstalledError, ConfigurationError, JobNotFoundError, SerializationError
 from unijob.job import Job
 from unijob.options import make_options
 from unijob.results import JobResult, find, stores_result
@@ -40,6 +42,7 @@ from unijob.urls import REDIS_SCHEMES, scheme
 
 try:
     import celery
+    from celery.app.task import Context
     from celery.canvas import Signature
     from celery.exceptions import MaxRetriesExceededError
     from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -47,7 +50,11 @@ except ImportError as exc:  # pragma: no cover - celery comes with the extra
     raise BackendNotInstalledError('unijob.contrib.celery needs Celery: pip install "unijob[celery]"') from exc
 
 # apply_async options unijob does something with; any other raises (config.no_equivalent)
-_MAPPED: Final = frozenset({"countdown", "eta", "queue", "priority", "task_id", "ignore_result", "expires", "time_limit"})
+_MAPPED: Final = frozenset(
+    {"countdown", "eta", "queue", "priority", "task_id", "ignore_result", "expires", "time_limit", "headers"}
+)
+# header names a call cannot set: Celery's own (celery.app.task.Context._get_custom_headers) and unijob's
+_RESERVED_HEADERS: Final = frozenset({*vars(Context), "lang", "task", "argsrepr", "kwargsrepr", "compression", HEADER})
 # options that change nothing in unijob: whatever their value, or at the value given here
 _IGNORED: Final = frozenset({"add_to_parent", "producer", "result_cls", "connection"})
 _HARMLESS: Final = {"serializer": "json", "compression": None, "retry": False, "retry_policy": None, "chord": None}
@@ -77,15 +84,20 @@ class AdoptedTaskJob(Job, abstract=True):
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         task = type(self).celery_task
+        custom = self.headers or {}
         task.push_request(
-            unijob_job=self,  # what task.retry() looks for: this call runs as a unijob job
-            id=self.job_id,
-            retries=self.executions - 1,
-            args=list(args),
-            kwargs=dict(kwargs),
-            delivery_info={"routing_key": self.queue, "priority": self.priority},
-            is_eager=False,
-            called_directly=False,
+            **{
+                **custom,  # as in Celery, each custom header is an attribute of the request too
+                "unijob_job": self,  # what task.retry() looks for: this call runs as a unijob job
+                "id": self.job_id,
+                "retries": self.executions - 1,
+                "args": list(args),
+                "kwargs": dict(kwargs),
+                "delivery_info": {"routing_key": self.queue, "priority": self.priority},
+                "headers": dict(custom) or None,
+                "is_eager": False,
+                "called_directly": False,
+            }
         )
         try:
             return task.run(*args, **kwargs)
@@ -191,11 +203,28 @@ def new_job(task: celery.Task, args: Sequence[Any] | None, kwargs: dict[str, Any
     job.apply(make_options(task.name, chosen))
     if options.get("task_id"):
         job.job_id = str(options["task_id"])
+    if options.get("headers"):
+        job.headers = _custom_headers(task, options["headers"])
     if options.get("ignore_result") is not None and (not options["ignore_result"]) != stores_result(job):
         config.no_equivalent(
             task.name, "apply_async(ignore_result=...)", "a job keeps its result or not as its task says, for every call"
         )
     return job
+
+
+def _custom_headers(task: celery.Task, headers: object) -> dict[str, Any]:
+    """A call's ``headers=``: named JSON values, none of them a header Celery or unijob sets itself."""
+    what = f"{task.name}: apply_async(headers=...)"
+    if not isinstance(headers, Mapping) or not all(isinstance(name, str) for name in headers):
+        raise TypeError(f"{what} takes a dict of header names to values, not {headers!r}")
+    reserved = sorted(set(headers) & _RESERVED_HEADERS)
+    if reserved:
+        raise ValueError(f"{what} cannot set {reserved[0]!r}: Celery or unijob sets that header itself; choose another name")
+    try:
+        json.dumps(headers, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} must hold JSON values (str, int, float, bool, None, lists, dicts): {exc}") from None
+    return dict(headers)
 
 
 def _datetime(task: celery.Task, value: Any) -> Any:
@@ -221,7 +250,6 @@ def apply_async(
 
 
 _WHY: Final = {
-    "headers": "unijob's messages carry no custom headers",
     "link": "callbacks are not supported: use a unijob batch",
     "link_error": "callbacks are not supported: use a unijob batch with on_discard",
     "chain": "chains are not supported",
