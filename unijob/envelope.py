@@ -16,6 +16,10 @@ Format version 1, as a JSON object::
       "batch_id": null
     }
 
+Operations add keys only when they are set: ``timeout``, ``expires_at``, ``unique_key``,
+``concurrency_key`` with ``concurrency_limit``, ``postponements``, and ``headers`` (the custom
+headers of an adopted Celery call, an object of named JSON values).
+
 Adapters put ``args``/``kwargs`` into the native call's own arguments and the rest
 (:meth:`Envelope.meta`) into native headers, meta or options.
 """
