@@ -97,6 +97,8 @@ def test_the_time_limit_of_a_queue_and_of_the_decorator_hold_for_every_call(unij
     assert unijob_test.enqueued_jobs[2].expires_at is not None
     with pytest.raises(ValueError, match=r"queue 'q': default_timeout must be a positive number of seconds"):
         Queue("q", default_timeout=0)
+    with pytest.raises(unijob.UnsupportedOptionError, match=r"queue 'q': Queue\(default_timeout=-1\)"):
+        Queue("q", default_timeout=-1)  # RQ's "no limit": a queue cannot lift the backend's
 
 
 def test_unique_with_a_job_id_refuses_a_second_job_of_that_id_until_the_first_ended(unijob_test: TestAdapter) -> None:

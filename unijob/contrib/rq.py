@@ -95,6 +95,14 @@ def _rq_seconds(owner: str, option: str, value: object) -> int | None:
     return seconds
 
 
+def _time_limit(owner: str, call: str, option: str, value: object) -> int | None:
+    """A time limit in seconds; RQ's -1 (no limit) cannot lift the backend's own: refused."""
+    seconds = _rq_seconds(owner, option, value)
+    if seconds is None:
+        config.no_equivalent(owner, f"{call}({option}=-1)", _NO_LIMIT)
+    return seconds
+
+
 class Retry:
     """RQ's ``Retry(max, interval)``: retry any exception up to ``max`` times, waiting ``interval``
     seconds (a number, or a list: one per retry, the last repeated)."""
@@ -185,12 +193,13 @@ class Queue:
     ) -> None:
         self.name = name
         self.backend = backend
-        self.default_timeout = (
-            None if default_timeout is None else _rq_seconds(f"queue {name!r}", "default_timeout", default_timeout)
-        )
+        owner = f"queue {name!r}"
+        self.default_timeout = None
+        if default_timeout is not None:
+            self.default_timeout = _time_limit(owner, "Queue", "default_timeout", default_timeout)
         if not is_async:
             config.no_equivalent(
-                f"queue {name!r}",
+                owner,
                 "Queue(is_async=False)",
                 "to run every job at once in the caller, configure the inline adapter (UNIJOB_ADAPTER=inline), "
                 "or use the unijob_test fixture in tests",
@@ -282,12 +291,7 @@ def _mapped(owner: str, rq_options: dict[str, Any], job_id: object) -> dict[str,
     wait before it is discarded, ``unique=True`` (with the ``job_id`` RQ requires) a unique key."""
     chosen: dict[str, Any] = {}
     for option in ("job_timeout", "timeout"):
-        if (value := rq_options.pop(option, None)) is None:
-            continue
-        seconds = _rq_seconds(owner, option, value)
-        if seconds is None:
-            config.no_equivalent(owner, f"enqueue({option}=-1)", _NO_LIMIT)
-        else:
+        if (value := rq_options.pop(option, None)) is not None and (seconds := _time_limit(owner, "enqueue", option, value)):
             chosen["timeout"] = seconds
     if (ttl := rq_options.pop("ttl", None)) is not None and (seconds := _rq_seconds(owner, "ttl", ttl)) is not None:
         chosen["expires"] = dt.timedelta(seconds=seconds)
